@@ -1,0 +1,130 @@
+"""Rank dispatch and small axis helpers shared by every op.
+
+This is the one module where the numbers 1, 2 and 3 appear: everything else derives ``nd = x.ndim - 2``
+from a tensor ``[N, C, *S]`` and calls the helpers here.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "MAX_ND",
+    "PADDING_MODES",
+    "check_nd",
+    "check_padding_mode",
+    "conv",
+    "conv_transpose",
+    "ntuple",
+    "parse_factors",
+    "parse_padding",
+    "pad",
+    "spatial_slice",
+]
+
+#: Highest spatial rank with a native PyTorch convolution.
+MAX_ND = 3
+#: Padding modes accepted by every op that pads.
+PADDING_MODES = ("zeros", "circular")
+
+_CONV = (F.conv1d, F.conv2d, F.conv3d)
+_CONV_T = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
+
+
+def check_nd(x: torch.Tensor, name: str = "x") -> int:
+    """Return the spatial rank of ``x: [N, C, *S]``; raise ``ValueError`` if it is not 1, 2 or 3."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor [N, C, *S], got {type(x).__name__}")
+    nd = x.ndim - 2
+    if not 1 <= nd <= MAX_ND:
+        raise ValueError(
+            f"{name}: expected a tensor [N, C, *S] with 1 to {MAX_ND} spatial axes (3 to {MAX_ND + 2} dims), "
+            f"got shape {tuple(x.shape)}"
+        )
+    return nd
+
+
+def conv(x, weight, bias=None, stride=1, padding=0, groups=1):
+    """Cross-correlation of ``x: [N, I, *S]`` with ``weight: [O, I/groups, *k]`` for any nd."""
+    return _CONV[x.ndim - 3](x, weight, bias, stride=stride, padding=padding, groups=groups)
+
+
+def conv_transpose(x, weight, stride=1, padding=0, groups=1):
+    """Transposed convolution of ``x: [N, I, *S]`` with ``weight: [I, O/groups, *k]`` for any nd."""
+    return _CONV_T[x.ndim - 3](x, weight, stride=stride, padding=padding, groups=groups)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def ntuple(value, n: int, name: str) -> tuple[int, ...]:
+    """``value`` as an n-tuple of ints: an int is repeated, a sequence must have length n."""
+    if _is_int(value):
+        return (int(value),) * n
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == n and all(map(_is_int, value)):
+        return tuple(int(v) for v in value)
+    raise ValueError(f"{name}: expected an int or {n} ints (one per spatial axis), got {value!r}")
+
+
+def parse_factors(value, nd: int, name: str) -> tuple[int, ...]:
+    """An up/down factor per spatial axis; each must be a positive int."""
+    factors = ntuple(value, nd, name)
+    if any(f < 1 for f in factors):
+        raise ValueError(f"{name}: expected positive integer factors, got {value!r}")
+    return factors
+
+
+def parse_padding(padding, nd: int, name: str = "padding") -> tuple[tuple[int, int], ...]:
+    """Padding as one ``(before, after)`` pair per spatial axis, in the order of x's spatial axes.
+
+    Accepts an int (all sides), one int per axis (both sides of that axis), or one pair per axis.
+    Negative values crop.
+    """
+    if _is_int(padding):
+        return ((int(padding), int(padding)),) * nd
+    if isinstance(padding, Sequence) and not isinstance(padding, str) and len(padding) == nd:
+        if all(map(_is_int, padding)):
+            return tuple((int(p), int(p)) for p in padding)
+        if all(isinstance(p, Sequence) and len(p) == 2 and all(map(_is_int, p)) for p in padding):
+            return tuple((int(a), int(b)) for a, b in padding)
+    raise ValueError(
+        f"{name}: expected an int, {nd} ints, or {nd} (before, after) pairs (one per spatial axis), got {padding!r}"
+    )
+
+
+def check_padding_mode(padding_mode: str) -> str:
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode: expected one of {PADDING_MODES}, got {padding_mode!r}")
+    return padding_mode
+
+
+def pad(x: torch.Tensor, pads, mode: str = "zeros") -> torch.Tensor:
+    """Pad (or, for negative values, crop) the spatial axes of ``x: [N, C, *S]``.
+
+    ``pads``: one ``(before, after)`` pair per spatial axis. ``mode='zeros'`` fills with zeros;
+    ``mode='circular'`` wraps around (the signal is periodic), for any amount, even beyond one period.
+    """
+    check_padding_mode(mode)
+    if all(a == 0 and b == 0 for a, b in pads):
+        return x
+    if mode == "zeros":
+        flat = [p for pair in reversed(pads) for p in pair]  # F.pad lists the last axis first
+        return F.pad(x, flat)
+    for axis, (before, after) in enumerate(pads, start=2):
+        if before or after:
+            n = x.shape[axis]
+            index = torch.arange(-before, n + after, device=x.device) % n
+            x = x.index_select(axis, index)
+    return x
+
+
+def spatial_slice(x: torch.Tensor, starts, lengths, steps=None) -> torch.Tensor:
+    """``x[:, :, s0:s0+l0:k0, s1:s1+l1:k1, ...]`` over the spatial axes (a view)."""
+    steps = steps or (1,) * len(starts)
+    index = tuple(slice(s, s + l * k, k) for s, l, k in zip(starts, lengths, steps))
+    return x[(slice(None), slice(None)) + index]

@@ -1,0 +1,232 @@
+"""FIR resampling for any number of spatial dimensions (StyleGAN2, Karras et al. 2020, appendix B).
+
+``upfirdn`` is the one primitive: zero-stuff by ``up``, pad, filter with a separable FIR kernel, keep every
+``down``-th sample, along every spatial axis of ``x: [N, C, *S]``. With the default taps ``[1, 3, 3, 1]``,
+``upsample`` is bilinear in 2D and trilinear in 3D (half-pixel centres); ``downsample`` is the matching
+anti-aliased decimation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import nd as ndops
+
+__all__ = [
+    "DEFAULT_TAPS",
+    "setup_filter",
+    "upfirdn",
+    "upfirdn_reference",
+    "upsample",
+    "downsample",
+    "blur",
+    "upsample_padding",
+    "downsample_padding",
+]
+
+#: StyleGAN2's resampling filter (a binomial, i.e. linear interpolation after zero-stuffing by 2).
+DEFAULT_TAPS = (1, 3, 3, 1)
+
+
+def setup_filter(taps=DEFAULT_TAPS, normalize: bool = True, device=None) -> torch.Tensor:
+    """1-D float32 FIR taps ``[T]``, normalised to sum 1 unless ``normalize=False``."""
+    f = torch.as_tensor(taps, dtype=torch.float32, device=device)
+    if f.ndim != 1 or f.numel() == 0:
+        raise ValueError(f"taps: expected a non-empty 1-D sequence of numbers, got shape {tuple(f.shape)}")
+    if not torch.isfinite(f).all():
+        raise ValueError(f"taps: expected finite values, got {f.tolist()}")
+    if normalize:
+        total = f.sum()
+        if total == 0:
+            raise ValueError(f"taps: cannot normalise taps that sum to 0 ({f.tolist()}); pass normalize=False")
+        f = f / total
+    return f
+
+
+def check_filter(f, name: str = "f") -> torch.Tensor | None:
+    """Validate a 1-D FIR filter (``None`` stands for the identity filter ``[1]``)."""
+    if f is None:
+        return None
+    if not isinstance(f, torch.Tensor) or f.ndim != 1 or f.numel() == 0:
+        shape = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+        raise ValueError(f"{name}: expected a non-empty 1-D tensor of taps (see setup_filter), got {shape}")
+    return f
+
+
+def _dense_kernel(f: torch.Tensor, nd: int, gain: float, flip: bool) -> torch.Tensor:
+    """Outer product of ``f`` over nd axes, times ``gain``: ``[T] -> [T]*nd``."""
+    k = f.flip(0) if flip else f
+    dense = k
+    for _ in range(nd - 1):
+        dense = dense.unsqueeze(-1) * k
+    return dense * gain
+
+
+def upfirdn(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, padding_mode="zeros"):
+    """Upsample, FIR-filter and downsample every spatial axis of ``x``.
+
+    x: ``[N, C, *S]``; f: 1-D taps ``[T]`` applied along every axis (``None``: identity);
+    up/down: int or one int per axis; padding: int, one int per axis, or one ``(before, after)`` pair per
+    axis, relative to the upsampled signal (negative crops); gain: total gain over all axes.
+    Returns ``[N, C, *S']`` with ``S'[a] = (S[a]*up[a] + p0[a] + p1[a] - T) // down[a] + 1``.
+    The filter is applied as a true convolution unless ``flip_filter``. In 2D this is StyleGAN2-ADA's
+    ``upfirdn2d`` with its padding ``[px0, px1, py0, py1]`` written here as ``((py0, py1), (px0, px1))``.
+    """
+    nd = ndops.check_nd(x)
+    f = check_filter(f)
+    up = ndops.parse_factors(up, nd, "up")
+    down = ndops.parse_factors(down, nd, "down")
+    pads = ndops.parse_padding(padding, nd)
+    ndops.check_padding_mode(padding_mode)
+    taps = 1 if f is None else f.numel()
+    _check_output(x, up, down, pads, (taps,) * nd, "upfirdn")
+
+    def run(y):
+        return _upfirdn_zeros(y, f, up, down, pads, flip_filter, gain)
+
+    if padding_mode == "circular":
+        return periodic(run, x, up, down, pads, (taps,) * nd)
+    return run(x)
+
+
+def _upfirdn_zeros(x, f, up, down, pads, flip_filter, gain):
+    """upfirdn with zero padding. The dense depthwise kernel is faster than per-axis passes for the
+    short filters StyleGAN uses (benchmarks/RESULTS.md); up-sampling runs polyphase as a transposed conv."""
+    n, c, *size = x.shape
+    nd = len(size)
+    if f is None:  # Identity filter: zero-stuff, pad, decimate.
+        y = _zero_stuff(x, up)
+        y = ndops.pad(y, pads)
+        y = y[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in down)]
+        return y * gain if gain != 1 else y
+    taps = f.numel()
+    if any(u > 1 for u in up):
+        # A transposed conv with stride `up` zero-stuffs and convolves (true convolution) in one step;
+        # its output starts at upsampled index -(T-1), so shift by the requested padding.
+        weight = _dense_kernel(f.to(x.dtype), nd, gain, flip=flip_filter)
+        weight = weight.expand(c, 1, *weight.shape).contiguous()  # [C, 1, *T]
+        y = ndops.conv_transpose(x, weight, stride=up, groups=c)
+        y = ndops.pad(y, [(p0 - taps + 1, p1 - taps + u) for (p0, p1), u in zip(pads, up)])
+        if any(d > 1 for d in down):
+            y = y[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in down)]
+        return y
+    weight = _dense_kernel(f.to(x.dtype), nd, gain, flip=not flip_filter)  # correlation with flipped f
+    weight = weight.expand(c, 1, *weight.shape).contiguous()  # [C, 1, *T]
+    return ndops.conv(ndops.pad(x, pads), weight, stride=down, groups=c)
+
+
+def _zero_stuff(x, up):
+    """Insert ``up - 1`` zeros after every sample along each spatial axis: ``[N, C, *S] -> [N, C, *(S*up)]``."""
+    if all(u == 1 for u in up):
+        return x
+    n, c, *size = x.shape
+    y = x.new_zeros(n, c, *(s * u for s, u in zip(size, up)))
+    y[(slice(None), slice(None)) + tuple(slice(None, None, u) for u in up)] = x
+    return y
+
+
+def _check_output(x, up, down, pads, support, op):
+    sizes = x.shape[2:]
+    out = [(s * u + p0 + p1 - k) // d + 1 for s, u, (p0, p1), k, d in zip(sizes, up, pads, support, down)]
+    if any(o < 1 for o in out):
+        raise ValueError(
+            f"{op}: padding {pads} leaves no output for spatial shape {tuple(sizes)} "
+            f"(up={up}, down={down}, kernel support {support}); use less cropping or a larger input"
+        )
+    return out
+
+
+def periodic(run, x, up, down, pads, support):
+    """Evaluate a zero-padded resampling op as if ``x`` were periodic (circular padding).
+
+    ``run`` must be the op "zero-stuff by up, pad by pads, filter with support K, keep every down-th sample"
+    (per axis). Wrapping a halo of ``h`` input samples around x, with ``h*up >= max(p0, p1)`` and
+    ``h*up`` divisible by ``down``, keeps the zero padding out of every output we keep.
+    """
+    halos = []
+    for u, d, (p0, p1) in zip(up, down, pads):
+        h = math.ceil(max(p0, p1, 0) / u)
+        while (h * u) % d:
+            h += 1
+        halos.append(h)
+    out = _check_output(x, up, down, pads, support, "periodic resampling")
+    y = run(ndops.pad(x, [(h, h) for h in halos], mode="circular"))
+    starts = [h * u // d for h, u, d in zip(halos, up, down)]
+    return ndops.spatial_slice(y, starts, out)
+
+
+def upfirdn_reference(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, padding_mode="zeros"):
+    """Slow, literal ``upfirdn``: zero-stuff, pad, dense nd kernel, full-rate correlation, decimate."""
+    nd = ndops.check_nd(x)
+    up = ndops.parse_factors(up, nd, "up")
+    down = ndops.parse_factors(down, nd, "down")
+    pads = ndops.parse_padding(padding, nd)
+    f = torch.ones(1, dtype=x.dtype, device=x.device) if f is None else check_filter(f).to(x.dtype)
+    n, c = x.shape[:2]
+    y = _zero_stuff(x, up)
+    y = ndops.pad(y, pads, mode=padding_mode)
+    kernel = _dense_kernel(f, nd, gain, flip=not flip_filter)  # flipped: correlation == true convolution
+    y = ndops.conv(y.reshape(n * c, 1, *y.shape[2:]), kernel[None, None])
+    y = y.reshape(n, c, *y.shape[2:])
+    return y[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in down)]
+
+
+def _taps(f) -> int:
+    return 1 if f is None else f.numel()
+
+
+def upsample_padding(taps: int, up, padding, nd: int):
+    """StyleGAN2's padding for up-sampling: ``((T+up-1)//2, (T-up)//2)`` added to ``padding`` per axis."""
+    up = ndops.parse_factors(up, nd, "up")
+    pads = ndops.parse_padding(padding, nd)
+    return [(p0 + (taps + u - 1) // 2, p1 + (taps - u) // 2) for (p0, p1), u in zip(pads, up)]
+
+
+def downsample_padding(taps: int, down, padding, nd: int):
+    """StyleGAN2's padding for down-sampling: ``((T-down+1)//2, (T-down)//2)`` added to ``padding``."""
+    down = ndops.parse_factors(down, nd, "down")
+    pads = ndops.parse_padding(padding, nd)
+    return [(p0 + (taps - d + 1) // 2, p1 + (taps - d) // 2) for (p0, p1), d in zip(pads, down)]
+
+
+def _default(f):
+    return setup_filter() if f is None else f
+
+
+def upsample(x, f=None, up=2, padding=0, flip_filter=False, gain=1, padding_mode="zeros"):
+    """Up-sample every spatial axis by ``up`` with FIR ``f`` (``None``: [1, 3, 3, 1]).
+
+    ``[N, C, *S] -> [N, C, *(S*up)]``; total gain ``gain * prod(up)`` so a constant stays constant.
+    Equals StyleGAN2-ADA's ``upsample2d`` in 2D.
+    """
+    nd = ndops.check_nd(x)
+    f = check_filter(_default(f))
+    ups = ndops.parse_factors(up, nd, "up")
+    pads = upsample_padding(_taps(f), ups, padding, nd)
+    return upfirdn(x, f, up=ups, padding=pads, flip_filter=flip_filter, gain=gain * math.prod(ups),
+                   padding_mode=padding_mode)
+
+
+def downsample(x, f=None, down=2, padding=0, flip_filter=False, gain=1, padding_mode="zeros"):
+    """Low-pass with FIR ``f`` (``None``: [1, 3, 3, 1]) and keep every ``down``-th sample.
+
+    ``[N, C, *S] -> [N, C, *(S//down)]``. Equals StyleGAN2-ADA's ``downsample2d`` in 2D.
+    """
+    nd = ndops.check_nd(x)
+    f = check_filter(_default(f))
+    pads = downsample_padding(_taps(f), down, padding, nd)
+    return upfirdn(x, f, down=down, padding=pads, flip_filter=flip_filter, gain=gain, padding_mode=padding_mode)
+
+
+def blur(x, f=None, padding=0, flip_filter=False, gain=1, padding_mode="zeros"):
+    """Filter every spatial axis with FIR ``f`` (``None``: [1, 3, 3, 1]), keeping the shape ``[N, C, *S]``.
+
+    Pads ``(T//2, (T-1)//2)`` per axis, as StyleGAN2-ADA's ``filter2d``.
+    """
+    nd = ndops.check_nd(x)
+    f = check_filter(_default(f))
+    taps = _taps(f)
+    pads = [(p0 + taps // 2, p1 + (taps - 1) // 2) for p0, p1 in ndops.parse_padding(padding, nd)]
+    return upfirdn(x, f, padding=pads, flip_filter=flip_filter, gain=gain, padding_mode=padding_mode)
