@@ -1,0 +1,154 @@
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+from ndgan import ops
+from tests.conftest import ND, SHAPES
+
+# (up, down, padding) as a StyleGAN network uses them, plus asymmetric and cropping ones.
+RESAMPLE = [(1, 1, 1), (2, 1, 1), (1, 2, 1), (2, 1, 0), (1, 2, 0), (2, 2, 1), (1, 1, ((0, 2),)), (2, 1, ((2, -1),))]
+
+
+def _padding(padding, nd):
+    return padding * nd if isinstance(padding, tuple) else padding
+
+
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("up, down, padding", RESAMPLE)
+@pytest.mark.parametrize("kernel", [3, 1])
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_conv_resample_equals_zero_stuff_reference(nd, up, down, padding, kernel, groups, mode):
+    x = torch.randn(2, 4, *SHAPES[nd], dtype=torch.float64)
+    w = torch.randn(6, 4 // groups, *[kernel] * nd, dtype=torch.float64)
+    kw = dict(up=up, down=down, padding=_padding(padding, nd), groups=groups, padding_mode=mode)
+    got = ops.conv_resample(x, w, **kw)
+    ref = ops.conv_resample_reference(x, w, **kw)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("nd", ND)
+def test_conv_resample_shapes_follow_stylegan(nd):
+    """3x3 with padding 1: up doubles every axis, down halves it, plain keeps it."""
+    x = torch.randn(1, 2, *[2 * s for s in SHAPES[nd]])
+    w = torch.randn(3, 2, *[3] * nd)
+    size = x.shape[2:]
+    assert ops.conv_resample(x, w, up=2, padding=1).shape[2:] == tuple(2 * s for s in size)
+    assert ops.conv_resample(x, w, down=2, padding=1).shape[2:] == tuple(s // 2 for s in size)
+    assert ops.conv_resample(x, w, padding=1).shape[2:] == size
+
+
+@pytest.mark.parametrize("nd", ND)
+def test_conv_resample_composes_filter_and_conv(nd):
+    """Independent of the reference: a 1x1 up-conv equals upsample(conv(x)), a down-conv equals
+    strided conv(blur(x)), and a plain conv equals torch's conv with the same padding."""
+    x = torch.randn(2, 3, *[4] * nd, dtype=torch.float64)
+    w1 = torch.randn(5, 3, *[1] * nd, dtype=torch.float64)
+    torch.testing.assert_close(ops.conv_resample(x, w1, up=2), ops.upsample(ops.conv(x, w1)))
+    w3 = torch.randn(5, 3, *[3] * nd, dtype=torch.float64)
+    # blur pads (2, 1) for 4 taps; a 3x3 down-conv with padding 1 pads (2, 2) around the blur+conv.
+    blurred = ops.upfirdn(x, ops.setup_filter().double(), padding=[(2, 2)] * nd)
+    torch.testing.assert_close(ops.conv_resample(x, w3, down=2, padding=1), ops.conv(blurred, w3, stride=2))
+    torch.testing.assert_close(ops.conv_resample(x, w3, padding=1), ops.conv(x, w3, padding=1))
+
+
+def _modconv_inputs(nd, n=3, i=4, o=5, k=3, dtype=torch.float64):
+    x = torch.randn(n, i, *SHAPES[nd], dtype=dtype)
+    w = torch.randn(o, i, *[k] * nd, dtype=dtype)
+    s = torch.randn(n, i, dtype=dtype)
+    return x, w, s
+
+
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("up, down, padding", RESAMPLE)
+@pytest.mark.parametrize("demodulate", [True, False])
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_modulated_conv_fused_unfused_reference(nd, up, down, padding, demodulate, mode):
+    x, w, s = _modconv_inputs(nd)
+    kw = dict(up=up, down=down, padding=_padding(padding, nd), demodulate=demodulate, padding_mode=mode)
+    ref = ops.modulated_conv_reference(x, w, s, **kw)
+    noise = torch.randn(3, 1, *ref.shape[2:], dtype=torch.float64)
+    ref = ops.modulated_conv_reference(x, w, s, noise=noise, **kw)
+    for fused in (True, False):
+        got = ops.modulated_conv(x, w, s, noise=noise, fused=fused, **kw)
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("nd", ND)
+def test_modulated_conv_1x1_without_demodulation_is_a_per_sample_matmul(nd):
+    """Hand computation: y[n, o] = sum_i w[o, i] * s[n, i] * x[n, i] (ToOutput's op)."""
+    x, w, s = _modconv_inputs(nd, k=1)
+    expected = torch.einsum("oi,ni,ni...->no...", w.flatten(1), s, x)
+    torch.testing.assert_close(ops.modulated_conv(x, w, s, demodulate=False), expected)
+
+
+@pytest.mark.parametrize("nd", ND)
+def test_demodulation_gives_unit_variance(nd):
+    """Unit-variance i.i.d. inputs give unit-variance outputs whatever the styles (circular padding: no
+    border effects); without demodulation the variance follows the styles instead."""
+    size = {1: (512,), 2: (24, 24), 3: (8, 8, 8)}[nd]
+    x = torch.randn(8, 16, *size, dtype=torch.float64)
+    w = torch.randn(32, 16, *[3] * nd, dtype=torch.float64)
+    s = 3 * torch.rand(8, 16, dtype=torch.float64) + 0.1
+    y = ops.modulated_conv(x, w, s, padding=1, padding_mode="circular")
+    assert abs(y.var().item() - 1) < 0.05
+    plain = ops.modulated_conv(x, w, s, padding=1, padding_mode="circular", demodulate=False)
+    assert abs(plain.var().item() - 1) > 0.5
+
+
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("up, down", [(1, 1), (2, 1), (1, 2)])
+@pytest.mark.parametrize("fused", [True, False])
+def test_modulated_conv_gradcheck(nd, up, down, fused):
+    size = {1: (4,), 2: (4, 3), 3: (2, 3, 2)}[nd]
+    x = torch.randn(2, 2, *size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, *[3] * nd, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+
+    def fn(x, w, s):
+        return ops.modulated_conv(x, w, s, up=up, down=down, padding=1, fused=fused)
+
+    assert gradcheck(fn, (x, w, s), fast_mode=True)
+    assert gradgradcheck(fn, (x, w, s), fast_mode=True)
+
+
+def test_fp16_prenormalisation_avoids_overflow():
+    x = torch.randn(2, 16, 8, 8)
+    w = torch.randn(8, 16, 3, 3) * 100
+    s = torch.randn(2, 16) * 1000
+    # The naive fp16 modulated weights overflow, so without pre-normalisation the result would be inf/nan.
+    assert torch.isinf(w.half().unsqueeze(0) * s.half().reshape(2, 1, 16, 1, 1)).any()
+    ref = ops.modulated_conv(x.double(), w.double(), s.double(), padding=1)
+    for fused in (True, False):
+        got = ops.modulated_conv(x.half(), w.half(), s.half(), padding=1, fused=fused)
+        assert got.dtype == torch.float16 and torch.isfinite(got).all()
+        torch.testing.assert_close(got.double(), ref, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(w=torch.randn(5, 3, 3, 3)), "weight: expected \\[O, 4, \\*k\\]"),
+    (dict(w=torch.randn(5, 4, 3)), "weight: expected"),
+    (dict(s=torch.randn(3, 4)), "styles: expected \\[N, I\\] = \\[2, 4\\]"),
+    (dict(s=torch.randn(2, 4, 1)), "styles: expected"),
+    (dict(x=torch.randn(2, 4)), "x: expected a tensor"),
+    (dict(up=0), "up: expected a positive int"),
+    (dict(down=1.5), "down: expected a positive int"),
+    (dict(padding=(1, 1, 1)), "padding: expected"),
+    (dict(resample_filter=torch.ones(2, 2)), "resample_filter: expected a non-empty 1-D"),
+    (dict(padding_mode="reflect"), "padding_mode"),
+])
+def test_modulated_conv_bad_input(bad, match):
+    args = dict(x=torch.randn(2, 4, 6, 6), w=torch.randn(5, 4, 3, 3), s=torch.randn(2, 4), up=1, down=1, padding=1)
+    args.update(bad)
+    x, w, s = args.pop("x"), args.pop("w"), args.pop("s")
+    with pytest.raises(ValueError, match=match):
+        ops.modulated_conv(x, w, s, **args)
+
+
+def test_conv_resample_bad_groups():
+    with pytest.raises(ValueError, match="weight: x has 4 channels"):
+        ops.conv_resample(torch.randn(1, 4, 5), torch.randn(2, 3, 3), groups=1)
+    with pytest.raises(ValueError, match="groups: 2 does not divide"):
+        ops.conv_resample(torch.randn(1, 4, 5), torch.randn(3, 2, 3), groups=2)
+

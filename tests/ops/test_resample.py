@@ -1,0 +1,185 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.autograd import gradcheck, gradgradcheck
+
+from ndgan import ops
+from tests.conftest import ND, SHAPES
+
+
+def brute_upfirdn(x, f, up, down, pads, flip_filter=False, gain=1.0, circular=False):
+    """Independent NumPy upfirdn: zero-stuff, pad (np.pad / wrap-around np.take), dense nd true
+    convolution written as a sum over kernel offsets, decimate."""
+    x = x.detach().numpy().astype(np.float64)
+    f = f.detach().numpy().astype(np.float64)
+    nd = x.ndim - 2
+    z = np.zeros(x.shape[:2] + tuple(s * u for s, u in zip(x.shape[2:], up)))
+    z[(slice(None), slice(None)) + tuple(slice(None, None, u) for u in up)] = x
+    for axis, (p0, p1) in enumerate(pads, start=2):
+        n = z.shape[axis]
+        if circular:
+            z = np.take(z, np.arange(-p0, n + p1), axis=axis, mode="wrap")
+        else:
+            z = np.pad(z, [(0, 0)] * axis + [(max(p0, 0), max(p1, 0))] + [(0, 0)] * (z.ndim - axis - 1))
+            z = np.take(z, np.arange(max(-p0, 0), z.shape[axis] - max(-p1, 0)), axis=axis)
+    kernel = f
+    for _ in range(nd - 1):
+        kernel = np.multiply.outer(kernel, f)
+    kernel = kernel * gain
+    taps = len(f)
+    out_size = [s - taps + 1 for s in z.shape[2:]]
+    y = np.zeros(z.shape[:2] + tuple(out_size))
+    for offset in itertools.product(range(taps), repeat=nd):
+        # True convolution: y[j] = sum_k z[j + k] * f[T - 1 - k]; correlation if flip_filter.
+        tap = kernel[offset] if flip_filter else kernel[tuple(taps - 1 - o for o in offset)]
+        y += tap * z[(slice(None), slice(None)) + tuple(slice(o, o + n) for o, n in zip(offset, out_size))]
+    return torch.from_numpy(y[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in down)])
+
+
+# (up, down, padding as per-axis pairs, flip, gain); asymmetric on purpose.
+CASES = [
+    (1, 1, (1, 2), False, 1.0),
+    (2, 1, (2, 1), False, 1.0),
+    (1, 2, (1, 1), False, 1.0),
+    (2, 2, (3, 0), True, 2.0),
+    (3, 2, (2, -1), False, 1.0),
+    (1, 3, (-1, 4), True, 0.5),
+]
+
+
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_upfirdn_matches_brute_force(nd, case, mode):
+    up, down, pair, flip, gain = case
+    x = torch.randn(2, 3, *SHAPES[nd], dtype=torch.float64)
+    f = torch.tensor([1.0, 4.0, 2.0, -0.5], dtype=torch.float64)  # asymmetric: catches a missing flip
+    # A different padding per axis (rotated pair) catches axis-order mistakes.
+    pads = [pair if a % 2 == 0 else pair[::-1] for a in range(nd)]
+    expected = brute_upfirdn(x, f, [up] * nd, [down] * nd, pads, flip, gain, circular=mode == "circular")
+    for fn in (ops.upfirdn, ops.upfirdn_reference):
+        got = fn(x, f, up=up, down=down, padding=pads, flip_filter=flip, gain=gain, padding_mode=mode)
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_upfirdn_per_axis_factors(nd):
+    x = torch.randn(1, 2, *SHAPES[nd], dtype=torch.float64)
+    f = ops.setup_filter().double()
+    up, down = [2, 1, 3][:nd], [1, 2, 1][:nd]
+    pads = [(2, 1), (1, 1), (0, 2)][:nd]
+    got = ops.upfirdn(x, f, up=up, down=down, padding=pads)
+    torch.testing.assert_close(got, brute_upfirdn(x, f, up, down, pads), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("nd", ND)
+def test_upfirdn_output_shape_formula(nd):
+    x = torch.randn(1, 1, *SHAPES[nd])
+    f = ops.setup_filter([1, 2, 3, 2, 1])
+    y = ops.upfirdn(x, f, up=3, down=2, padding=[(4, 1)] * nd)
+    assert y.shape[2:] == tuple((s * 3 + 4 + 1 - 5) // 2 + 1 for s in SHAPES[nd])
+
+
+def test_setup_filter():
+    f = ops.setup_filter([1, 3, 3, 1])
+    torch.testing.assert_close(f, torch.tensor([1.0, 3.0, 3.0, 1.0]) / 8)
+    assert ops.setup_filter([2, 2], normalize=False).sum() == 4
+    for bad in ([[1, 2], [3, 4]], [], [1, -1], [1.0, float("nan")]):
+        with pytest.raises(ValueError, match="taps"):
+            ops.setup_filter(bad)
+
+
+_LINEAR = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+@pytest.mark.parametrize("nd", ND)
+def test_upsample_is_linear_interpolation(nd):
+    """With [1, 3, 3, 1], up-sampling is half-pixel linear/bilinear/trilinear interpolation: compare with
+    F.interpolate away from the border, and everywhere in circular mode (interpolating a wrapped input)."""
+    x = torch.randn(2, 3, *SHAPES[nd], dtype=torch.float64)
+    y = ops.upsample(x)
+    assert y.shape[2:] == tuple(2 * s for s in SHAPES[nd])
+    ref = F.interpolate(x, scale_factor=2, mode=_LINEAR[nd], align_corners=False)
+    inner = (slice(None), slice(None)) + (slice(1, -1),) * nd
+    torch.testing.assert_close(y[inner], ref[inner])
+
+    wrapped = F.interpolate(ops.pad(x, [(1, 1)] * nd, mode="circular"), scale_factor=2, mode=_LINEAR[nd],
+                            align_corners=False)
+    one_sample = (slice(None), slice(None)) + (slice(2, -2),) * nd  # one wrapped input sample = 2 outputs
+    torch.testing.assert_close(ops.upsample(x, padding_mode="circular"), wrapped[one_sample])
+
+
+def test_downsample_hand_formula():
+    x = torch.randn(1, 1, 10, dtype=torch.float64)
+    xp = F.pad(x, (1, 1))[0, 0]
+    expected = torch.stack([(xp[2 * i] + 3 * xp[2 * i + 1] + 3 * xp[2 * i + 2] + xp[2 * i + 3]) / 8 for i in range(5)])
+    torch.testing.assert_close(ops.downsample(x)[0, 0], expected)
+
+
+@pytest.mark.parametrize("nd", ND)
+def test_blur_keeps_shape_and_matches_brute_force(nd):
+    x = torch.randn(2, 2, *SHAPES[nd], dtype=torch.float64)
+    f = ops.setup_filter().double()
+    y = ops.blur(x)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, brute_upfirdn(x, f, [1] * nd, [1] * nd, [(2, 1)] * nd))
+
+
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("op", ["upsample", "downsample", "blur"])
+def test_dc_gain(nd, op):
+    """A constant stays the same constant: everywhere with circular padding, in the interior with zeros."""
+    x = torch.full((1, 2, *(8,) * nd), 3.0, dtype=torch.float64)
+    fn = getattr(ops, op)
+    y = fn(x, padding_mode="circular")
+    torch.testing.assert_close(y, torch.full_like(y, 3.0))
+    y = fn(x)
+    inner = (slice(None), slice(None)) + (slice(2, -2),) * nd
+    torch.testing.assert_close(y[inner], torch.full_like(y[inner], 3.0))
+
+
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("kw", [dict(up=2, padding=((2, 1),)), dict(down=2, padding=((1, 1),)),
+                                dict(up=2, down=2, padding=((3, 1),))])
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_upfirdn_gradcheck(nd, kw, mode):
+    shape = {1: (5,), 2: (4, 3), 3: (3, 3, 2)}[nd]
+    x = torch.randn(1, 2, *shape, dtype=torch.float64, requires_grad=True)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64) / 8
+    kw = dict(kw, padding=kw["padding"] * nd)
+
+    def fn(t):
+        return ops.upfirdn(t, f, padding_mode=mode, **kw)
+
+    assert gradcheck(fn, (x,), fast_mode=True)
+    assert gradgradcheck(fn, (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(x=torch.randn(2, 3)), "x: expected a tensor"),
+    (dict(x=torch.randn(1, 1, 2, 2, 2, 2)), "x: expected a tensor"),
+    (dict(up=0), "up: expected positive"),
+    (dict(down=1.5), "down: expected an int"),
+    (dict(up=(2, 2, 2)), "up: expected an int or 2 ints"),
+    (dict(f=torch.ones(2, 2)), "f: expected a non-empty 1-D tensor"),
+    (dict(padding=(1, 2, 3)), "padding: expected an int, 2 ints"),
+    (dict(padding=((1, 2), (1,))), "padding: expected"),
+    (dict(padding=-20), "leaves no output"),
+    (dict(padding_mode="reflect"), "padding_mode: expected one of"),
+])
+def test_upfirdn_bad_input(bad, match):
+    args = dict(x=torch.randn(1, 2, 6, 6), f=ops.setup_filter(), up=1, down=1, padding=0)
+    args.update(bad)
+    with pytest.raises(ValueError, match=match):
+        ops.upfirdn(**args)
+
+
+def test_pad_circular_equals_explicit_wrap():
+    x = torch.arange(5.0).reshape(1, 1, 5)
+    torch.testing.assert_close(ops.pad(x, [(2, 7)], mode="circular")[0, 0],
+                               torch.tensor([3.0, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]))
+    torch.testing.assert_close(ops.pad(x, [(-1, -2)])[0, 0], torch.tensor([1.0, 2.0]))
