@@ -146,17 +146,26 @@ def test_dc_gain(nd, op):
 @pytest.mark.parametrize("kw", [dict(up=2, padding=((2, 1),)), dict(down=2, padding=((1, 1),)),
                                 dict(up=2, down=2, padding=((3, 1),))])
 @pytest.mark.parametrize("mode", ["zeros", "circular"])
-def test_upfirdn_gradcheck(nd, kw, mode):
+@pytest.mark.parametrize("flip", [False, True])
+def test_upfirdn_gradcheck(nd, kw, mode, flip):
+    """The fast path's backward is its adjoint (an upfirdn itself); an asymmetric filter catches a missing
+    flip or a shifted padding in it, and gradgradcheck checks the backward's own backward."""
     shape = {1: (5,), 2: (4, 3), 3: (3, 3, 2)}[nd]
     x = torch.randn(1, 2, *shape, dtype=torch.float64, requires_grad=True)
-    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64) / 8
+    f = torch.tensor([1.0, 4.0, 2.0, -0.5], dtype=torch.float64)
     kw = dict(kw, padding=kw["padding"] * nd)
 
     def fn(t):
-        return ops.upfirdn(t, f, padding_mode=mode, **kw)
+        return ops.upfirdn(t, f, padding_mode=mode, flip_filter=flip, gain=1.5, **kw)
 
     assert gradcheck(fn, (x,), fast_mode=True)
     assert gradgradcheck(fn, (x,), fast_mode=True)
+
+
+def test_upfirdn_gradient_reaches_a_learnable_filter():
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    f = torch.tensor([1.0, 4.0, 2.0], dtype=torch.float64, requires_grad=True)
+    assert gradcheck(lambda x, f: ops.upfirdn(x, f, up=2, down=1, padding=1), (x, f), fast_mode=True)
 
 
 @pytest.mark.parametrize("bad, match", [
