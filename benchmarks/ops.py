@@ -62,8 +62,10 @@ def build(case, batch, device, dtype):
     s = torch.randn(batch, c, device=device, dtype=dtype, requires_grad=True)
     up, down = (2, 1) if case["kind"] == "up" else (1, 2) if case["kind"] == "down" else (1, 1)
     f = ops.setup_filter(device=device)
-    out_size = [sz * up // down for sz in size]
-    macs = batch * c * c * 3**nd * math.prod(out_size if up == 1 else size) * (up**nd if up > 1 else 1)
+    # Multiply-adds the convolution really performs: a transposed conv works at its input resolution,
+    # a strided conv at its output resolution.
+    conv_size = size if up > 1 else [sz // down for sz in size]
+    macs = batch * c * c * 3**nd * math.prod(conv_size)
 
     def run():
         y = ops.modulated_conv(x, w, s, up=up, down=down, padding=1, resample_filter=f, fused=case["fused"])

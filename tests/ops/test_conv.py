@@ -126,6 +126,17 @@ def test_fp16_prenormalisation_avoids_overflow():
         torch.testing.assert_close(got.double(), ref, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.parametrize("nd", ND)
+def test_bfloat16_close_to_float64(nd):
+    """bfloat16 keeps 8 bits of mantissa: the result stays within 5e-2 of the output scale."""
+    x, w, s = _modconv_inputs(nd)
+    ref = ops.modulated_conv(x, w, s, up=2, padding=1)
+    for fused in (True, False):
+        got = ops.modulated_conv(x.bfloat16(), w.bfloat16(), s.bfloat16(), up=2, padding=1, fused=fused)
+        assert got.dtype == torch.bfloat16
+        assert (got.double() - ref).abs().max() <= 5e-2 * ref.abs().max()
+
+
 @pytest.mark.parametrize("bad, match", [
     (dict(w=torch.randn(5, 3, 3, 3)), "weight: expected \\[O, 4, \\*k\\]"),
     (dict(w=torch.randn(5, 4, 3)), "weight: expected"),
