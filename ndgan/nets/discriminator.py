@@ -1,0 +1,142 @@
+"""StyleGAN2 discriminator for any number of spatial dimensions (Karras et al. 2020, config F: residual
+architecture; StyleGAN2-ADA's epilogue and projection conditioning)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .. import ops
+from ..layers import EqualConv, EqualLinear, LinearAttention, MinibatchStd
+from .generator import ARCHITECTURES, REDUCED_DTYPES, check_attn_res, check_choice, reduced_blocks
+from .mapping import MappingNetwork
+from .shapes import block_channels, resolve_pyramid
+
+
+class DiscriminatorBlock(nn.Module):
+    """One resolution: (from-output,) optional attention, conv, down-conv, with a residual 1x1 down-conv."""
+
+    def __init__(self, spatial_dims, in_channels, tmp_channels, out_channels, img_channels, architecture, dtype,
+                 conv_clamp, attention, attn_heads, padding_mode, resample_filter):
+        super().__init__()
+        self.in_channels, self.architecture, self.dtype, self.padding_mode = in_channels, architecture, dtype, padding_mode
+        common = dict(activation="lrelu", conv_clamp=conv_clamp, padding_mode=padding_mode,
+                      resample_filter=resample_filter)
+        if in_channels == 0 or architecture == "skip":
+            self.fromrgb = EqualConv(spatial_dims, img_channels, tmp_channels, 1, **common)
+        self.attn = LinearAttention(spatial_dims, tmp_channels, heads=attn_heads,
+                                    dim_head=max(tmp_channels // attn_heads, 1),
+                                    padding_mode=padding_mode) if attention else None
+        self.conv0 = EqualConv(spatial_dims, tmp_channels, tmp_channels, 3, **common)
+        self.conv1 = EqualConv(spatial_dims, tmp_channels, out_channels, 3, down=2, **common)
+        if architecture == "resnet":
+            self.skip = EqualConv(spatial_dims, tmp_channels, out_channels, 1, bias=False, down=2,
+                                  resample_filter=resample_filter, padding_mode=padding_mode)
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter), persistent=False)
+
+    def forward(self, x, img):
+        if self.in_channels == 0 or self.architecture == "skip":
+            y = self.fromrgb(img.to(self.dtype))
+            x = y if x is None else x.to(self.dtype) + y
+            img = ops.downsample(img, self.resample_filter, padding_mode=self.padding_mode) \
+                if self.architecture == "skip" else None
+        else:
+            x = x.to(self.dtype)
+        if self.attn is not None:
+            x = self.attn(x)
+        if self.architecture == "resnet":
+            y = self.skip(x, gain=math.sqrt(0.5))
+            x = y + self.conv1(self.conv0(x), gain=math.sqrt(0.5))
+        else:
+            x = self.conv1(self.conv0(x))
+        return x, img
+
+
+class DiscriminatorEpilogue(nn.Module):
+    """At the base shape: minibatch stddev, 3x3 conv, fully connected, output (projected onto cmap)."""
+
+    def __init__(self, spatial_dims, in_channels, cmap_dim, shape, img_channels, architecture, mbstd_group_size,
+                 mbstd_num_channels, conv_clamp, padding_mode):
+        super().__init__()
+        self.architecture, self.cmap_dim = architecture, cmap_dim
+        if architecture == "skip":
+            self.fromrgb = EqualConv(spatial_dims, img_channels, in_channels, 1, activation="lrelu")
+        self.mbstd = MinibatchStd(spatial_dims, mbstd_group_size, mbstd_num_channels) if mbstd_num_channels else None
+        self.conv = EqualConv(spatial_dims, in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
+                              conv_clamp=conv_clamp, padding_mode=padding_mode)
+        self.fc = EqualLinear(in_channels * math.prod(shape), in_channels, activation="lrelu")
+        self.out = EqualLinear(in_channels, 1 if cmap_dim == 0 else cmap_dim)
+
+    def forward(self, x, img, cmap=None):
+        x = x.to(torch.float32)
+        if self.architecture == "skip":
+            x = x + self.fromrgb(img.to(torch.float32))
+        if self.mbstd is not None:
+            x = self.mbstd(x)
+        x = self.out(self.fc(self.conv(x).flatten(1)))
+        if cmap is not None:  # projection discriminator (Miyato & Koyama 2018)
+            x = (x * cmap).sum(dim=1, keepdim=True) / math.sqrt(self.cmap_dim)
+        return x
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 discriminator: ``D(x [N, channels, *shape], c [N, c_dim]) -> [N, 1]`` logits.
+
+    Blocks halve every axis from ``shape`` down to the base shape; ``D.init_kwargs`` rebuilds the network.
+    A batch must be divisible by ``min(mbstd_group_size, N)`` (as in StyleGAN2-ADA).
+    """
+
+    def __init__(self, spatial_dims, shape, channels, c_dim=0, channel_base=32768, channel_max=512,
+                 architecture="resnet", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype="float16",
+                 mbstd_group_size=4, mbstd_num_channels=1, cmap_dim=None, mapping_layers=8, attn_res=(),
+                 attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS):
+        super().__init__()
+        self.init_kwargs = dict(
+            spatial_dims=spatial_dims, shape=tuple(shape) if not isinstance(shape, int) else shape, channels=channels,
+            c_dim=c_dim, channel_base=channel_base, channel_max=channel_max, architecture=architecture,
+            base_shape=None if base_shape is None else tuple(base_shape), conv_clamp=conv_clamp,
+            num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, mbstd_group_size=mbstd_group_size,
+            mbstd_num_channels=mbstd_num_channels, cmap_dim=cmap_dim, mapping_layers=mapping_layers,
+            attn_res=tuple(attn_res), attn_heads=attn_heads, padding_mode=padding_mode,
+            resample_filter=tuple(resample_filter))
+        check_choice("architecture", architecture, ARCHITECTURES)
+        check_choice("fp16_dtype", fp16_dtype, REDUCED_DTYPES)
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels: expected a positive int (3 for RGB, 2 for the energy grids), got {channels!r}")
+        if not isinstance(c_dim, int) or c_dim < 0:
+            raise ValueError(f"c_dim: expected a non-negative int, got {c_dim!r}")
+        shapes = resolve_pyramid(spatial_dims, shape, base_shape)
+        if len(shapes) < 2:
+            raise ValueError(f"shape: {shapes[-1]} equals the base shape; the discriminator needs at least one "
+                             f"down-sampling block (use a larger shape or a smaller base_shape)")
+        self.spatial_dims, self.shape, self.channels, self.c_dim = spatial_dims, shapes[-1], channels, c_dim
+        ch = block_channels(shapes, channel_base, channel_max)  # ch[i]: channels at shapes[i]
+        reduced = reduced_blocks(len(shapes), num_fp16_res)
+        attn_res = check_attn_res(attn_res, shapes)
+        self.cmap_dim = (ch[0] if cmap_dim is None else cmap_dim) if c_dim else 0
+        self.blocks = nn.ModuleList()
+        for i in range(len(shapes) - 1, 0, -1):  # top resolution first
+            self.blocks.append(DiscriminatorBlock(
+                spatial_dims, 0 if i == len(shapes) - 1 else ch[i], ch[i], ch[i - 1], channels, architecture,
+                REDUCED_DTYPES[fp16_dtype] if i in reduced else torch.float32, conv_clamp,
+                attention=max(shapes[i]) in attn_res, attn_heads=attn_heads, padding_mode=padding_mode,
+                resample_filter=resample_filter))
+        if c_dim:
+            self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, None, mapping_layers, w_avg_beta=None)
+        self.epilogue = DiscriminatorEpilogue(spatial_dims, ch[0], self.cmap_dim, shapes[0], channels, architecture,
+                                              mbstd_group_size, mbstd_num_channels, conv_clamp, padding_mode)
+
+    def forward(self, x, c=None):
+        expected = (self.channels, *self.shape)
+        if not isinstance(x, torch.Tensor) or x.ndim != self.spatial_dims + 2 or tuple(x.shape[1:]) != expected:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x: expected [N, {', '.join(map(str, expected))}], got {got}")
+        cmap = self.mapping(None, c) if self.c_dim else None
+        if not self.c_dim and c is not None and c.numel():
+            raise ValueError(f"c: this discriminator is unconditional (c_dim=0), got c of shape {tuple(c.shape)}")
+        h, img = None, x
+        for block in self.blocks:
+            h, img = block(h, img)
+        return self.epilogue(h, img, cmap)

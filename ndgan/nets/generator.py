@@ -1,0 +1,174 @@
+"""StyleGAN2 generator for any number of spatial dimensions (Karras et al. 2020, config F; section 4.1 and
+figure 7 for the skip / residual architectures), following StyleGAN2-ADA's block structure."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .. import ops
+from ..layers import NOISE_MODES, EqualConv, LinearAttention, ModulatedConv, ToOutput
+from .mapping import MappingNetwork
+from .shapes import block_channels, resolve_pyramid
+
+ARCHITECTURES = ("orig", "skip", "resnet")
+REDUCED_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def reduced_blocks(num_blocks, num_fp16_res, name="num_fp16_res"):
+    """Indices of the top ``num_fp16_res`` blocks that run in reduced precision (never the base block)."""
+    if not isinstance(num_fp16_res, int) or num_fp16_res < 0:
+        raise ValueError(f"{name}: expected a non-negative int, got {num_fp16_res!r}")
+    return {i for i in range(num_blocks) if i >= max(num_blocks - num_fp16_res, 1)}
+
+
+def check_attn_res(attn_res, shapes, name="attn_res"):
+    """Attention resolutions are block sizes (largest side) of this network."""
+    sizes = [max(s) for s in shapes]
+    attn_res = tuple(attn_res)
+    bad = [r for r in attn_res if r not in sizes]
+    if bad:
+        raise ValueError(f"{name}: {bad} are not block resolutions of this network; choose from {sizes}")
+    return attn_res
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: (up-conv,) conv, optional attention, and the output branch (skip architecture)."""
+
+    def __init__(self, spatial_dims, in_channels, out_channels, w_dim, shape, img_channels, is_last, architecture,
+                 dtype, conv_clamp, attention, attn_heads, padding_mode, resample_filter):
+        super().__init__()
+        self.in_channels, self.architecture, self.dtype, self.padding_mode = in_channels, architecture, dtype, padding_mode
+        common = dict(conv_clamp=conv_clamp, padding_mode=padding_mode, resample_filter=resample_filter)
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn(out_channels, *shape))
+        else:
+            self.conv0 = ModulatedConv(spatial_dims, in_channels, out_channels, w_dim, up=2, noise_shape=shape, **common)
+        self.conv1 = ModulatedConv(spatial_dims, out_channels, out_channels, w_dim, noise_shape=shape, **common)
+        self.attn = LinearAttention(spatial_dims, out_channels, heads=attn_heads, dim_head=max(out_channels // attn_heads, 1),
+                                    padding_mode=padding_mode) if attention else None
+        self.torgb = None
+        if is_last or architecture == "skip":
+            self.torgb = ToOutput(spatial_dims, out_channels, img_channels, w_dim, conv_clamp=conv_clamp,
+                                  padding_mode=padding_mode)
+        if in_channels and architecture == "resnet":
+            self.skip = EqualConv(spatial_dims, in_channels, out_channels, 1, bias=False, up=2,
+                                  resample_filter=resample_filter, padding_mode=padding_mode)
+        self.register_buffer("resample_filter", ops.setup_filter(resample_filter), persistent=False)
+        self.num_conv = 1 if in_channels == 0 else 2
+        self.num_torgb = int(self.torgb is not None)
+
+    def forward(self, x, img, ws, noise_mode="random", fused=True):
+        """x ``[N, in, *S/2]`` (None for the first block), img ``[N, C, *S/2]`` or None, ws ``[N, k, w_dim]``."""
+        w_iter = iter(ws.unbind(dim=1))
+        if self.in_channels == 0:
+            x = self.const.to(self.dtype).unsqueeze(0).expand(ws.shape[0], *self.const.shape)
+            x = self.conv1(x, next(w_iter), noise_mode, fused)
+        elif self.architecture == "resnet":
+            x = x.to(self.dtype)
+            y = self.skip(x, gain=math.sqrt(0.5))
+            x = self.conv0(x, next(w_iter), noise_mode, fused)
+            x = y + self.conv1(x, next(w_iter), noise_mode, fused, gain=math.sqrt(0.5))
+        else:
+            x = x.to(self.dtype)
+            x = self.conv0(x, next(w_iter), noise_mode, fused)
+            x = self.conv1(x, next(w_iter), noise_mode, fused)
+        if self.attn is not None:
+            x = self.attn(x)
+        if img is not None:
+            img = ops.upsample(img, self.resample_filter, padding_mode=self.padding_mode)
+        if self.torgb is not None:
+            y = self.torgb(x, next(w_iter), fused).to(torch.float32)  # the image accumulates in float32
+            img = y if img is None else img + y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws ``[N, num_ws, w_dim]`` -> ``[N, img_channels, *shape]``: a learned constant of ``base_shape``, then
+    blocks that double every axis. Block i uses ``ws[:, k_i : k_i + num_conv + num_torgb]``; a block's
+    output branch shares its w with the next block's first conv, as in StyleGAN2."""
+
+    def __init__(self, spatial_dims, shape, img_channels, w_dim=512, channel_base=32768, channel_max=512,
+                 architecture="skip", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype="float16",
+                 attn_res=(), attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS):
+        super().__init__()
+        check_choice("architecture", architecture, ARCHITECTURES)
+        check_choice("fp16_dtype", fp16_dtype, REDUCED_DTYPES)
+        self.shapes = resolve_pyramid(spatial_dims, shape, base_shape)
+        self.spatial_dims, self.shape, self.img_channels, self.w_dim = spatial_dims, self.shapes[-1], img_channels, w_dim
+        channels = block_channels(self.shapes, channel_base, channel_max)
+        reduced = reduced_blocks(len(self.shapes), num_fp16_res)
+        attn_res = check_attn_res(attn_res, self.shapes)
+        self.blocks = nn.ModuleList()
+        for i, s in enumerate(self.shapes):
+            self.blocks.append(SynthesisBlock(
+                spatial_dims, channels[i - 1] if i else 0, channels[i], w_dim, s, img_channels,
+                is_last=i == len(self.shapes) - 1, architecture=architecture,
+                dtype=REDUCED_DTYPES[fp16_dtype] if i in reduced else torch.float32, conv_clamp=conv_clamp,
+                attention=max(s) in attn_res, attn_heads=attn_heads, padding_mode=padding_mode,
+                resample_filter=resample_filter))
+        self.ws_index = []  # first w of each block
+        self.num_ws = 0
+        for block in self.blocks:
+            self.ws_index.append(self.num_ws)
+            self.num_ws += block.num_conv
+        self.num_ws += self.blocks[-1].num_torgb
+
+    def forward(self, ws, noise_mode="random", fused=True):
+        if not isinstance(ws, torch.Tensor) or ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
+            got = tuple(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
+            raise ValueError(f"ws: expected [N, num_ws, w_dim] = [N, {self.num_ws}, {self.w_dim}], got {got}")
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode: expected one of {NOISE_MODES}, got {noise_mode!r}")
+        x = img = None
+        for block, start in zip(self.blocks, self.ws_index):
+            x, img = block(x, img, ws.narrow(1, start, block.num_conv + block.num_torgb), noise_mode, fused)
+        return img
+
+
+class Generator(nn.Module):
+    """StyleGAN2 generator: ``G(z [N, z_dim], c [N, c_dim]) -> [N, channels, *shape]``.
+
+    ``G.mapping(z, c, truncation_psi, truncation_cutoff)`` gives ``ws [N, num_ws, w_dim]`` and
+    ``G.synthesis(ws, noise_mode)`` the output, for style mixing and projection. ``G.init_kwargs`` is the
+    plain dict of constructor arguments that rebuilds the network (``Generator(**G.init_kwargs)``).
+    """
+
+    def __init__(self, spatial_dims, shape, channels, z_dim=512, w_dim=512, c_dim=0, mapping_layers=8,
+                 channel_base=32768, channel_max=512, architecture="skip", base_shape=None, conv_clamp=None,
+                 num_fp16_res=0, fp16_dtype="float16", attn_res=(), attn_heads=1, padding_mode="zeros",
+                 resample_filter=ops.DEFAULT_TAPS, mapping_lr_multiplier=0.01, w_avg_beta=0.995):
+        super().__init__()
+        self.init_kwargs = dict(
+            spatial_dims=spatial_dims, shape=tuple(shape) if not isinstance(shape, int) else shape, channels=channels,
+            z_dim=z_dim, w_dim=w_dim, c_dim=c_dim, mapping_layers=mapping_layers, channel_base=channel_base,
+            channel_max=channel_max, architecture=architecture,
+            base_shape=None if base_shape is None else tuple(base_shape), conv_clamp=conv_clamp,
+            num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, attn_res=tuple(attn_res), attn_heads=attn_heads,
+            padding_mode=padding_mode, resample_filter=tuple(resample_filter),
+            mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels: expected a positive int (3 for RGB, 2 for the energy grids), got {channels!r}")
+        for name, v in (("z_dim", z_dim), ("w_dim", w_dim)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        self.synthesis = SynthesisNetwork(
+            spatial_dims, shape, channels, w_dim, channel_base, channel_max, architecture, base_shape, conv_clamp,
+            num_fp16_res, fp16_dtype, attn_res, attn_heads, padding_mode, resample_filter)
+        self.spatial_dims, self.shape, self.channels = spatial_dims, self.synthesis.shape, channels
+        self.z_dim, self.w_dim, self.c_dim, self.num_ws = z_dim, w_dim, c_dim, self.synthesis.num_ws
+        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, mapping_layers,
+                                      lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
+
+    def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random", fused=True,
+                update_w_avg=None):
+        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg)
+        return self.synthesis(ws, noise_mode, fused)
