@@ -47,6 +47,14 @@ def _check_input(module: nn.Module, x: torch.Tensor, channels: int | None = None
         raise ValueError(f"{type(module).__name__}: expected {channels} input channels, got x {tuple(x.shape)}")
 
 
+def _check_w(module: nn.Module, w, x) -> None:
+    """The style input must be one w per sample: ``[N, w_dim]``."""
+    w_dim = module.affine.in_features
+    if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape != (x.shape[0], w_dim):
+        got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+        raise ValueError(f"{type(module).__name__}: expected w of shape [N, w_dim] = [{x.shape[0]}, {w_dim}], got {got}")
+
+
 def _positive(name, value):
     if not ndops._is_int(value) or value < 1:
         raise ValueError(f"{name}: expected a positive int, got {value!r}")
@@ -188,6 +196,9 @@ class ModulatedConv(nn.Module):
 
     def forward(self, x, w, noise_mode="random", fused=True, gain=1.0):
         _check_input(self, x, self.in_channels)
+        _check_w(self, w, x)
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode: expected one of {NOISE_MODES}, got {noise_mode!r}")
         styles = self.affine(w)  # [N, I]
         x = ops.modulated_conv(x, self.weight, styles, up=self.up, padding=self.padding,
                                resample_filter=self.resample_filter, demodulate=self.demodulate, fused=fused,
@@ -226,6 +237,7 @@ class ToOutput(nn.Module):
 
     def forward(self, x, w, fused=True):
         _check_input(self, x, self.in_channels)
+        _check_w(self, w, x)
         styles = self.affine(w) * self.weight_gain
         x = ops.modulated_conv(x, self.weight, styles, padding=self.padding, demodulate=False, fused=fused,
                                padding_mode=self.padding_mode)

@@ -88,12 +88,24 @@ def test_linear_attention_block(nd):
     assert y.shape == x.shape
     y.square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())
-    # Function == module for the attention branch.
+    # Function == module, written with the ops and the stored weights (not the block's own submodules).
     with torch.no_grad():
-        h = block.norm_attn(x)
-        k, v = block.to_kv(block.kv_depthwise(h)).chunk(2, 1)
-        a = x + block.to_out(ops.bias_act(ops.linear_attention(block.to_q(h), k, v, 2), act="gelu"))
-        torch.testing.assert_close(block(x), a + block.ff_out(block.ff_hidden(block.norm_ff(a))))
+        def conv1x1(t, conv, act="linear"):
+            w = conv.weight / math.sqrt(conv.weight[0].numel())
+            return ops.bias_act(ops.conv(t, w), conv.bias, act=act)
+
+        def norm(t, layer):
+            shape = [1, -1] + [1] * nd
+            mean, var = t.mean(1, keepdim=True), t.var(1, unbiased=False, keepdim=True)
+            return (t - mean) / torch.sqrt(var + 1e-5) * layer.weight.reshape(shape) + layer.bias.reshape(shape)
+
+        h = norm(x, block.norm_attn)
+        dw = block.kv_depthwise.weight / math.sqrt(3**nd)
+        kv = conv1x1(ops.conv(ops.pad(h, [(1, 1)] * nd, "circular"), dw, groups=8), block.to_kv)
+        k, v = kv.chunk(2, 1)
+        a = x + conv1x1(torch.nn.functional.gelu(ops.linear_attention(conv1x1(h, block.to_q), k, v, 2)), block.to_out)
+        expected = a + conv1x1(conv1x1(norm(a, block.norm_ff), block.ff_hidden, "lrelu"), block.ff_out)
+        torch.testing.assert_close(block(x), expected)
 
 
 @pytest.mark.parametrize("nd", ND)
@@ -118,6 +130,17 @@ def test_state_dict_round_trip_and_buffers():
     torch.testing.assert_close(a(x, w, noise_mode="const"), b(x, w, noise_mode="const"))
 
 
+def test_modulated_conv_clamp_scales_with_gain():
+    layer = L.ModulatedConv(2, 4, 4, w_dim=8, conv_clamp=0.1, activation="linear")
+    x, w = torch.randn(2, 4, 6, 6), torch.randn(2, 8)
+    y = layer(x, w, gain=2.0)
+    unclamped = L.ModulatedConv(2, 4, 4, w_dim=8, activation="linear")
+    unclamped.load_state_dict(layer.state_dict())
+    ref = unclamped(x, w, gain=2.0)
+    assert ref.abs().max() > 0.2  # the clamp is active
+    torch.testing.assert_close(y, ref.clamp(-0.2, 0.2))  # clamp * gain, applied after the gain
+
+
 def test_layers_reject_wrong_rank_and_arguments():
     with pytest.raises(ValueError, match="ModulatedConv: expected x of shape \\[N, C, \\*S\\] with 3 spatial axes"):
         L.ModulatedConv(3, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(2, 8))
@@ -135,3 +158,7 @@ def test_layers_reject_wrong_rank_and_arguments():
         L.ModulatedConv(2, 4, 4, w_dim=8, conv_clamp=-1)
     with pytest.raises(ValueError, match="act: unknown activation"):
         L.EqualConv(2, 4, 4, 3, activation="leaky")
+    with pytest.raises(ValueError, match="ModulatedConv: expected w of shape \\[N, w_dim\\] = \\[2, 8\\]"):
+        L.ModulatedConv(2, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(3, 8))
+    with pytest.raises(ValueError, match="noise_mode: expected one of"):
+        L.ModulatedConv(2, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(2, 8), noise_mode="fixed")

@@ -32,7 +32,7 @@ ACTIVATIONS = {
 
 
 def _check_act(act: str) -> _Activation:
-    if act not in ACTIVATIONS:
+    if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ValueError(f"act: unknown activation {act!r}; expected one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[act]
 
@@ -51,15 +51,15 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
     spec = _check_act(act)
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if not -x.ndim <= dim < x.ndim:
-        raise ValueError(f"dim: {dim} is out of range for x with {x.ndim} dims")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"dim: expected an int in [-{x.ndim}, {x.ndim}) for x with {x.ndim} dims, got {dim!r}")
     if b is not None:
         if not isinstance(b, torch.Tensor) or b.ndim != 1 or b.shape[0] != x.shape[dim]:
             shape = tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
             raise ValueError(f"b: expected a 1-D bias of length x.shape[{dim}] = {x.shape[dim]}, got {shape}")
         dim = dim % x.ndim
         x = x + b.to(x.dtype).reshape([-1 if i == dim else 1 for i in range(x.ndim)])
-    if clamp is not None and clamp < 0:
+    if clamp is not None and (not isinstance(clamp, (int, float)) or isinstance(clamp, bool) or clamp < 0):
         raise ValueError(f"clamp: expected None or a non-negative number, got {clamp!r}")
     x = spec.func(x, spec.alpha if alpha is None else float(alpha))
     gain = spec.gain if gain is None else float(gain)

@@ -18,7 +18,7 @@ __all__ = ["linear_attention", "linear_attention_reference"]
 def _split(q, k, v, heads):
     """Validate, flatten positions and apply the softmax kernels: each ``[N, C, *S] -> [N, h, C/h, P]``."""
     ndops.check_nd(q, "q")
-    if not isinstance(heads, int) or heads < 1:
+    if not ndops._is_int(heads) or heads < 1:
         raise ValueError(f"heads: expected a positive int, got {heads!r}")
     if not isinstance(k, torch.Tensor) or k.shape != q.shape:
         raise ValueError(f"k: expected the shape of q {tuple(q.shape)}, got {tuple(getattr(k, 'shape', ()))}")
@@ -27,7 +27,7 @@ def _split(q, k, v, heads):
     for name, t in (("q", q), ("v", v)):
         if t.shape[1] % heads:
             raise ValueError(f"{name}: {t.shape[1]} channels are not divisible by heads={heads}")
-    q, k, v = (rearrange(t, "n (h c) ... -> n h c (...)", h=heads) for t in (q, k, v))  # [N, h, c, P]
+    q, k, v = (rearrange(t, "n (h c) ... -> n h c (...)", h=int(heads)) for t in (q, k, v))  # [N, h, c, P]
     q = q.softmax(dim=2) * q.shape[2] ** -0.5  # over features
     k = k.softmax(dim=3)  # over positions
     return q, k, v

@@ -13,7 +13,7 @@ import math
 import torch
 
 from . import nd as ndops
-from .resample import check_filter, periodic, setup_filter, upfirdn, upfirdn_reference
+from .resample import _check_output, check_filter, default_filter, periodic, upfirdn, upfirdn_reference
 
 __all__ = [
     "conv_resample",
@@ -30,6 +30,8 @@ def _check_conv_args(x, weight, groups, up, down, padding, f, padding_mode):
         shape = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"weight: expected [O, I, *k] with {nd} kernel axes to match x {tuple(x.shape)}, got {shape}")
     o, i, *k = weight.shape
+    if not ndops._is_int(groups) or groups < 1:
+        raise ValueError(f"groups: expected a positive int, got {groups!r}")
     if x.shape[1] != i * groups:
         raise ValueError(
             f"weight: x has {x.shape[1]} channels but weight {tuple(weight.shape)} expects {i * groups} "
@@ -42,7 +44,16 @@ def _check_conv_args(x, weight, groups, up, down, padding, f, padding_mode):
             raise ValueError(f"{name}: expected a positive int, got {v!r}")
     pads = ndops.parse_padding(padding, nd)
     ndops.check_padding_mode(padding_mode)
-    f = check_filter(setup_filter(device=x.device) if f is None else f, "resample_filter")
+    if f is None:  # only resampling needs a filter: build the default one then, on x's device
+        f = default_filter(x.device) if up > 1 or down > 1 else None
+    f = check_filter(f, "resample_filter")
+    taps = 1 if f is None else f.numel()
+    try:
+        _check_output(x, (up,) * nd, (down,) * nd, _resample_pads(pads, taps, up, down), _support(k, taps, up, down),
+                      "conv")
+    except ValueError:
+        raise ValueError(f"padding: {padding!r} leaves no output for x {tuple(x.shape)} with kernel {tuple(k)}, "
+                         f"up={up}, down={down}; use a larger input or more padding") from None
     return nd, k, pads, f
 
 
@@ -72,7 +83,7 @@ def conv_resample(x, weight, f=None, up=1, down=1, padding=0, groups=1, padding_
     Returns ``[N, O, *S']``. Equals ``conv_resample_reference`` (zero-stuff, filter, conv, decimate).
     """
     nd, k, pads, f = _check_conv_args(x, weight, groups, up, down, padding, f, padding_mode)
-    taps = f.numel()
+    taps = 1 if f is None else f.numel()
     pads = _resample_pads(pads, taps, up, down)
     weight = weight.to(x.dtype)
 
@@ -114,7 +125,7 @@ def _conv_resample_zeros(x, weight, f, up, down, pads, groups):
 def conv_resample_reference(x, weight, f=None, up=1, down=1, padding=0, groups=1, padding_mode="zeros"):
     """Slow, literal ``conv_resample``: zero-stuff + pad + dense filter, valid conv, dense filter + decimate."""
     nd, k, pads, f = _check_conv_args(x, weight, groups, up, down, padding, f, padding_mode)
-    pads = _resample_pads(pads, f.numel(), up, down)
+    pads = _resample_pads(pads, 1 if f is None else f.numel(), up, down)
     y = upfirdn_reference(x, f if up > 1 else None, up=up, padding=pads, gain=up**nd, padding_mode=padding_mode)
     y = ndops.conv(y, weight.to(x.dtype), groups=groups)
     return upfirdn_reference(y, f, down=down) if down > 1 else y
@@ -129,6 +140,20 @@ def _check_modconv_args(x, weight, styles):
         shape = tuple(styles.shape) if isinstance(styles, torch.Tensor) else type(styles).__name__
         raise ValueError(f"styles: expected [N, I] = [{x.shape[0]}, {x.shape[1]}] for x {tuple(x.shape)}, got {shape}")
     return nd
+
+
+def _add_noise(x, noise):
+    """``x + noise``, where noise must broadcast to x's shape ``[N, O, *S']`` without changing it."""
+    if noise is None:
+        return x
+    try:
+        ok = isinstance(noise, torch.Tensor) and torch.broadcast_shapes(noise.shape, x.shape) == x.shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+        raise ValueError(f"noise: expected a tensor that broadcasts to the output {tuple(x.shape)}, got {got}")
+    return x + noise.to(x.dtype)
 
 
 def modulated_conv(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
@@ -154,23 +179,23 @@ def modulated_conv(x, weight, styles, noise=None, up=1, down=1, padding=0, resam
     w = dcoefs = None
     if demodulate or fused:
         w = weight.unsqueeze(0) * styles.reshape(n, 1, i, *ones)  # Modulation, eq. 1: [N, O, I, *k]
-    if demodulate:
-        dcoefs = (w.square().sum(dim=list(range(2, w.ndim))) + 1e-8).rsqrt()  # Demodulation, eq. 3: [N, O]
+    if demodulate:  # Demodulation, eq. 3, in float32 at least (1e-8 is 0 in float16): [N, O]
+        dcoefs = (w.to(torch.promote_types(w.dtype, torch.float32)).square().sum(dim=list(range(2, w.ndim))) + 1e-8).rsqrt()
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, i, *ones)
         x = conv_resample(x, weight, resample_filter, up, down, padding, padding_mode=padding_mode)
         if demodulate:
             x = x * dcoefs.to(x.dtype).reshape(n, o, *ones)
-        return x if noise is None else x + noise.to(x.dtype)
+        return _add_noise(x, noise)
 
     if demodulate:
-        w = w * dcoefs.reshape(n, o, 1, *ones)  # [N, O, I, *k]
+        w = w * dcoefs.to(w.dtype).reshape(n, o, 1, *ones)  # [N, O, I, *k]
     x = x.reshape(1, n * i, *x.shape[2:])  # [1, N*I, *S]
     x = conv_resample(x, w.reshape(n * o, i, *k), resample_filter, up, down, padding, groups=n,
                       padding_mode=padding_mode)
     x = x.reshape(n, o, *x.shape[2:])  # [N, O, *S']
-    return x if noise is None else x + noise.to(x.dtype)
+    return _add_noise(x, noise)
 
 
 def modulated_conv_reference(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,
@@ -184,5 +209,4 @@ def modulated_conv_reference(x, weight, styles, noise=None, up=1, down=1, paddin
             w = w / torch.sqrt(w.square().flatten(1).sum(1) + 1e-8).reshape(-1, *[1] * (weight.ndim - 1))
         out.append(conv_resample_reference(xs[None], w, resample_filter, up, down, padding,
                                            padding_mode=padding_mode))
-    y = torch.cat(out)
-    return y if noise is None else y + noise
+    return _add_noise(torch.cat(out), noise)

@@ -45,6 +45,8 @@ def check_nd(x: torch.Tensor, name: str = "x") -> int:
             f"{name}: expected a tensor [N, C, *S] with 1 to {MAX_ND} spatial axes (3 to {MAX_ND + 2} dims), "
             f"got shape {tuple(x.shape)}"
         )
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got {x.dtype}; convert with x.float()")
     return nd
 
 
@@ -110,14 +112,21 @@ def pad(x: torch.Tensor, pads, mode: str = "zeros") -> torch.Tensor:
     ``mode='circular'`` wraps around (the signal is periodic), for any amount, even beyond one period.
     """
     check_padding_mode(mode)
+    if len(pads) != x.ndim - 2:
+        raise ValueError(f"pads: expected {x.ndim - 2} (before, after) pairs for x {tuple(x.shape)}, got {len(pads)}")
     if all(a == 0 and b == 0 for a, b in pads):
         return x
     if mode == "zeros":
-        flat = [p for pair in reversed(pads) for p in pair]  # F.pad lists the last axis first
-        return F.pad(x, flat)
+        # Pad first, then crop (as StyleGAN2-ADA): a crop larger than the signal on one side still works.
+        flat = [max(p, 0) for pair in reversed(pads) for p in pair]  # F.pad lists the last axis first
+        x = F.pad(x, flat) if any(flat) else x
+        index = tuple(slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pads, x.shape[2:]))
+        return x[(slice(None), slice(None)) + index]
     for axis, (before, after) in enumerate(pads, start=2):
         if before or after:
             n = x.shape[axis]
+            if n == 0:
+                raise ValueError(f"pad: cannot wrap around an empty axis (x {tuple(x.shape)}, axis {axis})")
             index = torch.arange(-before, n + after, device=x.device) % n
             x = x.index_select(axis, index)
     return x

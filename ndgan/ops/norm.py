@@ -25,7 +25,9 @@ def minibatch_std(x: torch.Tensor, group_size: int | None = 4, num_channels: int
     """
     nd = ndops.check_nd(x)
     n, c, *size = x.shape
-    if num_channels < 1 or c % num_channels:
+    if group_size is not None and (not ndops._is_int(group_size) or group_size < 1):
+        raise ValueError(f"group_size: expected a positive int or None (the whole batch), got {group_size!r}")
+    if not ndops._is_int(num_channels) or num_channels < 1 or c % num_channels:
         raise ValueError(f"num_channels: expected a positive divisor of the {c} channels of x, got {num_channels}")
     g = n if group_size is None else min(group_size, n)
     if g < 1 or n % g:

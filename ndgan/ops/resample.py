@@ -17,6 +17,7 @@ from . import nd as ndops
 __all__ = [
     "DEFAULT_TAPS",
     "setup_filter",
+    "default_filter",
     "upfirdn",
     "upfirdn_reference",
     "upsample",
@@ -99,15 +100,22 @@ class _UpFirDn(torch.autograd.Function):
     The gradient of a fixed FIR resampler is another one: swap up and down, flip the filter and mirror the
     padding. Computing it that way is several times faster on CPU than autograd's depthwise-conv backward
     (benchmarks/RESULTS.md), and since the backward calls this Function again, it is differentiable to any
-    order (R1 and path-length regularisation need double backward).
+    order (R1 and path-length regularisation need double backward). The op is linear, so its forward-mode
+    derivative is the op itself; torch.func transforms (vmap, grad, jvp) work through the generated rules.
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, f, up, down, pads, flip_filter, gain):
-        y = _upfirdn_zeros(x, f, up, down, pads, flip_filter, gain)
+    def forward(x, f, up, down, pads, flip_filter, gain):
+        return _upfirdn_zeros(x, f, up, down, pads, flip_filter, gain)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, f, up, down, pads, flip_filter, gain = inputs
         ctx.save_for_backward(f)
-        ctx.args = (x.shape[2:], y.shape[2:], up, down, pads, flip_filter, gain)
-        return y
+        ctx.save_for_forward(f)
+        ctx.args = (tuple(x.shape[2:]), tuple(output.shape[2:]), up, down, pads, flip_filter, gain)
 
     @staticmethod
     def backward(ctx, dy):
@@ -116,10 +124,16 @@ class _UpFirDn(torch.autograd.Function):
         taps = f.numel()
         # Adjoint of "y[j] = sum_i x[i] g[u*i + p0 - d*j]": an upfirdn of dy with up=d, down=u, the flipped
         # filter, p0' = T - 1 - p0, and p1' chosen so that the result has x's length.
-        adjoint_pads = [(taps - 1 - p0, n * u - m * d + p0 - u + 1)
-                        for n, m, u, d, (p0, _) in zip(in_size, out_size, up, down, pads)]
+        adjoint_pads = tuple((taps - 1 - p0, n * u - m * d + p0 - u + 1)
+                             for n, m, u, d, (p0, _) in zip(in_size, out_size, up, down, pads))
         dx = _UpFirDn.apply(dy, f, down, up, adjoint_pads, not flip_filter, gain)
         return dx, None, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        (f,) = ctx.saved_tensors
+        _, _, up, down, pads, flip_filter, gain = ctx.args
+        return _UpFirDn.apply(x_t, f, up, down, pads, flip_filter, gain)
 
 
 def _upfirdn_zeros(x, f, up, down, pads, flip_filter, gain):
@@ -136,14 +150,14 @@ def _upfirdn_zeros(x, f, up, down, pads, flip_filter, gain):
     if any(u > 1 for u in up):
         # A transposed conv with stride `up` zero-stuffs and convolves (true convolution) in one step;
         # its output starts at upsampled index -(T-1), so shift by the requested padding.
-        weight = _dense_kernel(f.to(x.dtype), nd, gain, flip=flip_filter)
+        weight = _dense_kernel(f.to(x.device, x.dtype), nd, gain, flip=flip_filter)
         weight = weight.expand(c, 1, *weight.shape).contiguous()  # [C, 1, *T]
         y = ndops.conv_transpose(x, weight, stride=up, groups=c)
         y = ndops.pad(y, [(p0 - taps + 1, p1 - taps + u) for (p0, p1), u in zip(pads, up)])
         if any(d > 1 for d in down):
             y = y[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in down)]
         return y
-    weight = _dense_kernel(f.to(x.dtype), nd, gain, flip=not flip_filter)  # correlation with flipped f
+    weight = _dense_kernel(f.to(x.device, x.dtype), nd, gain, flip=not flip_filter)  # correlation with flipped f
     weight = weight.expand(c, 1, *weight.shape).contiguous()  # [C, 1, *T]
     return ndops.conv(ndops.pad(x, pads), weight, stride=down, groups=c)
 
@@ -194,7 +208,7 @@ def upfirdn_reference(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, 
     up = ndops.parse_factors(up, nd, "up")
     down = ndops.parse_factors(down, nd, "down")
     pads = ndops.parse_padding(padding, nd)
-    f = torch.ones(1, dtype=x.dtype, device=x.device) if f is None else check_filter(f).to(x.dtype)
+    f = torch.ones(1, dtype=x.dtype, device=x.device) if f is None else check_filter(f).to(x.device, x.dtype)
     n, c = x.shape[:2]
     y = _zero_stuff(x, up)
     y = ndops.pad(y, pads, mode=padding_mode)
@@ -222,8 +236,13 @@ def downsample_padding(taps: int, down, padding, nd: int):
     return [(p0 + (taps - d + 1) // 2, p1 + (taps - d) // 2) for (p0, p1), d in zip(pads, down)]
 
 
-def _default(f):
-    return setup_filter() if f is None else f
+def default_filter(device=None, dtype=torch.float32) -> torch.Tensor:
+    """``DEFAULT_TAPS`` normalised, built directly on ``device`` (no validation, so no host sync)."""
+    return torch.tensor(DEFAULT_TAPS, device=device, dtype=dtype) / sum(DEFAULT_TAPS)
+
+
+def _default(f, x):
+    return default_filter(x.device) if f is None else f
 
 
 def upsample(x, f=None, up=2, padding=0, flip_filter=False, gain=1, padding_mode="zeros"):
@@ -233,7 +252,7 @@ def upsample(x, f=None, up=2, padding=0, flip_filter=False, gain=1, padding_mode
     Equals StyleGAN2-ADA's ``upsample2d`` in 2D.
     """
     nd = ndops.check_nd(x)
-    f = check_filter(_default(f))
+    f = check_filter(_default(f, x))
     ups = ndops.parse_factors(up, nd, "up")
     pads = upsample_padding(_taps(f), ups, padding, nd)
     return upfirdn(x, f, up=ups, padding=pads, flip_filter=flip_filter, gain=gain * math.prod(ups),
@@ -246,7 +265,7 @@ def downsample(x, f=None, down=2, padding=0, flip_filter=False, gain=1, padding_
     ``[N, C, *S] -> [N, C, *(S//down)]``. Equals StyleGAN2-ADA's ``downsample2d`` in 2D.
     """
     nd = ndops.check_nd(x)
-    f = check_filter(_default(f))
+    f = check_filter(_default(f, x))
     pads = downsample_padding(_taps(f), down, padding, nd)
     return upfirdn(x, f, down=down, padding=pads, flip_filter=flip_filter, gain=gain, padding_mode=padding_mode)
 
@@ -257,7 +276,7 @@ def blur(x, f=None, padding=0, flip_filter=False, gain=1, padding_mode="zeros"):
     Pads ``(T//2, (T-1)//2)`` per axis, as StyleGAN2-ADA's ``filter2d``.
     """
     nd = ndops.check_nd(x)
-    f = check_filter(_default(f))
+    f = check_filter(_default(f, x))
     taps = _taps(f)
     pads = [(p0 + taps // 2, p1 + (taps - 1) // 2) for p0, p1 in ndops.parse_padding(padding, nd)]
     return upfirdn(x, f, padding=pads, flip_filter=flip_filter, gain=gain, padding_mode=padding_mode)

@@ -60,5 +60,21 @@ def test_bias_act_bad_input():
         ops.bias_act(x, torch.zeros(4))
     with pytest.raises(ValueError, match="clamp: expected None or a non-negative"):
         ops.bias_act(x, clamp=-1)
-    with pytest.raises(ValueError, match="dim: 3 is out of range"):
+    with pytest.raises(ValueError, match="dim: expected an int in \\[-3, 3\\) for x with 3 dims, got 3"):
         ops.bias_act(x, dim=3)
+
+
+def test_bias_act_gradcheck_through_an_active_clamp():
+    x = torch.randn(2, 3, 8, dtype=torch.float64) * 3
+    x = x[(x.abs() - 0.5).abs() > 1e-3].reshape(-1)[:12].reshape(2, 3, 2).requires_grad_()  # away from the kinks
+    y = ops.bias_act(x, act="lrelu", clamp=0.5)
+    assert (y.abs() == 0.5).any() and (y.abs() < 0.5).any()  # the clamp is active somewhere, not everywhere
+    assert gradcheck(lambda t: ops.bias_act(t, act="lrelu", clamp=0.5), (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize("kw, match", [(dict(act=["lrelu"]), "act: unknown activation"),
+                                       (dict(dim=1.0), "dim: expected an int"),
+                                       (dict(clamp="a"), "clamp: expected None or a non-negative")])
+def test_bias_act_rejects_wrong_types(kw, match):
+    with pytest.raises(ValueError, match=match):
+        ops.bias_act(torch.randn(2, 3), **kw)

@@ -163,3 +163,73 @@ def test_conv_resample_bad_groups():
     with pytest.raises(ValueError, match="groups: 2 does not divide"):
         ops.conv_resample(torch.randn(1, 4, 5), torch.randn(3, 2, 3), groups=2)
 
+
+
+def brute_conv_resample(x, w, f, up, down, padding):
+    """Independent of ndgan's padding helpers: the official padding arithmetic written out, then NumPy:
+    zero-stuff + pad + FIR (gain up**nd), valid cross-correlation summed over kernel offsets, FIR + decimate."""
+    import itertools
+
+    from tests.ops.test_resample import brute_upfirdn
+
+    nd = x.ndim - 2
+    taps = len(f)
+    k = w.shape[2:]
+    pads = []
+    for p0, p1 in padding:
+        if up > 1:
+            p0, p1 = p0 + (taps + up - 1) // 2, p1 + (taps - up) // 2
+        if down > 1:
+            p0, p1 = p0 + (taps - down + 1) // 2, p1 + (taps - down) // 2
+        pads.append((p0, p1))
+    y = brute_upfirdn(x, f if up > 1 else torch.ones(1, dtype=f.dtype), [up] * nd, [1] * nd, pads,
+                      gain=float(up**nd) if up > 1 else 1.0).numpy()
+    out = [s - kk + 1 for s, kk in zip(y.shape[2:], k)]
+    wn = w.numpy()
+    z = 0
+    for offset in itertools.product(*[range(kk) for kk in k]):
+        patch = y[(slice(None), slice(None)) + tuple(slice(o, o + n) for o, n in zip(offset, out))]
+        z = z + torch.einsum("oi,ni...->no...", torch.from_numpy(wn[(slice(None), slice(None)) + offset]),
+                             torch.from_numpy(patch))
+    if down > 1:
+        z = brute_upfirdn(z, f, [1] * nd, [down] * nd, [(0, 0)] * nd)
+    return z
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("up, down", [(1, 1), (2, 1), (1, 2), (2, 2)])
+def test_conv_resample_against_numpy_brute_force(nd, up, down):
+    """Asymmetric filter, a different kernel size per axis and asymmetric padding: catches a missing
+    filter or weight flip that the symmetric default filter and square kernels cannot."""
+    x = torch.randn(2, 3, *SHAPES[nd], dtype=torch.float64)
+    w = torch.randn(4, 3, *[3, 1, 5][:nd], dtype=torch.float64)
+    f = torch.tensor([1.0, 4.0, 2.0, -0.5], dtype=torch.float64)
+    padding = [(1, 2), (0, 0), (2, 1)][:nd]
+    got = ops.conv_resample(x, w, f, up=up, down=down, padding=padding)
+    torch.testing.assert_close(got, brute_conv_resample(x, w, f, up, down, padding), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: ops.conv_resample(torch.randn(1, 2, 2), torch.randn(3, 2, 5)), "padding: 0 leaves no output"),
+    (lambda: ops.conv_resample(torch.randn(1, 4, 5), torch.randn(2, 4, 3), groups=0), "groups: expected a positive"),
+    (lambda: ops.modulated_conv(torch.randn(2, 4, 6), torch.randn(5, 4, 3), torch.randn(2, 4),
+                                noise=torch.randn(2, 6, 6), padding=1), "noise: expected a tensor that broadcasts"),
+])
+def test_conv_bad_input_is_a_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_float16_demodulation_keeps_its_epsilon():
+    """1e-8 underflows to 0 in float16: demodulation coefficients are computed in float32."""
+    x = torch.randn(1, 2, 5).half()
+    w = torch.tensor([[[1e-4], [1.0]]]).half()  # [O=1, I=2, k=1]
+    s = torch.tensor([[1.0, 0.0]]).half()  # the only non-zero modulated weight is 1e-4
+    # float16 inputs are pre-normalised (w / (sqrt(I*k) max|w|), s / max|s|) before the epsilon is added,
+    # so the float64 reference gets the same pre-normalised inputs.
+    w64, s64 = w.double(), s.double()
+    ref = ops.modulated_conv(x.double(), w64 / (2**0.5 * w64.abs().max()), s64 / s64.abs().max())
+    for fused in (True, False):
+        got = ops.modulated_conv(x, w, s, fused=fused)
+        assert torch.isfinite(got).all()  # the epsilon in float16 would be 0: 0/0 = nan
+        torch.testing.assert_close(got.double(), ref, rtol=2e-2, atol=2e-2)

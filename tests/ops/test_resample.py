@@ -192,3 +192,48 @@ def test_pad_circular_equals_explicit_wrap():
     torch.testing.assert_close(ops.pad(x, [(2, 7)], mode="circular")[0, 0],
                                torch.tensor([3.0, 4, 0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]))
     torch.testing.assert_close(ops.pad(x, [(-1, -2)])[0, 0], torch.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_upfirdn_gradcheck_per_axis_factors_and_crops(nd):
+    x = torch.randn(1, 1, *{2: (4, 5), 3: (3, 4, 3)}[nd], dtype=torch.float64, requires_grad=True)
+    f = torch.tensor([1.0, 4.0, 2.0, -0.5], dtype=torch.float64)
+    up, down = [2, 1, 3][:nd], [1, 2, 2][:nd]
+    pads = [(3, -2), (-1, 2), (0, 1)][:nd]
+
+    def fn(t):
+        return ops.upfirdn(t, f, up=up, down=down, padding=pads)
+
+    torch.testing.assert_close(fn(x), brute_upfirdn(x, f, up, down, pads))
+    assert gradcheck(fn, (x,), fast_mode=True)
+    assert gradgradcheck(fn, (x,), fast_mode=True)
+
+
+def test_torch_func_transforms_work():
+    """vmap, func.grad, jvp and forward-mode AD go through the custom autograd Function."""
+    from torch import func
+
+    x = torch.randn(3, 2, 5, 6, dtype=torch.float64)
+    torch.testing.assert_close(func.vmap(lambda s: ops.upsample(s[None])[0])(x), ops.upsample(x))
+    xr = x.clone().requires_grad_()
+    ops.downsample(xr).square().sum().backward()
+    torch.testing.assert_close(func.grad(lambda s: ops.downsample(s).square().sum())(x), xr.grad)
+    t = torch.randn_like(x)
+    _, tangent = func.jvp(ops.blur, (x,), (t,))
+    torch.testing.assert_close(tangent, ops.blur(t))  # a linear op is its own derivative
+
+
+def test_crop_larger_than_the_signal_gives_zeros_like_stylegan2_ada():
+    """Padding on one side and cropping past the signal on the other leaves only padding."""
+    y = ops.upfirdn(torch.randn(1, 1, 4), ops.setup_filter(), padding=[(10, -5)])
+    assert y.shape == (1, 1, 6) and torch.equal(y, torch.zeros_like(y))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: ops.blur(torch.ones(1, 1, 6, dtype=torch.long)), "x: expected a floating-point tensor"),
+    (lambda: ops.pad(torch.randn(1, 2, 5, 5), [(1, 1)] * 3), "pads: expected 2 \\(before, after\\) pairs"),
+    (lambda: ops.pad(torch.randn(1, 2, 0), [(1, 1)], mode="circular"), "cannot wrap around an empty axis"),
+])
+def test_more_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
