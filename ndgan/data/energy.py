@@ -152,7 +152,8 @@ def write_hdf5(path, n: int, size: int = 32, seed: int = 0, overwrite: bool = Fa
             lo, hi = ENERGY_RANGE_K
             attrs = {
                 "source": "ndgan.data.energy", "channel_names": list(CHANNEL_NAMES), "units": "K",
-                "value_range": [lo, hi], "normalization": "x = 2 (E - lo) / (hi - lo) - 1 with (lo, hi) = value_range",
+                "value_range": [lo, hi], "normalized": True,
+                "normalization": "x = 2 (E - lo) / (hi - lo) - 1 with (lo, hi) = value_range",
                 "periodic": True, "probe": "united-atom methane", "epsilon_K": EPSILON_K, "sigma_A": SIGMA_A,
                 "cutoff_A": CUTOFF_A, "seed": seed, "spacing_note": "voxel spacing = cell_edge / size (Angstrom)",
             }

@@ -1,0 +1,140 @@
+"""HDF5 source for any nd: a dataset ``[N, C, *S]`` (or ``[N, *S]`` for one channel), read lazily.
+
+Each DataLoader worker opens its own file handle on first use (h5py handles must not cross a fork), so
+chunked and compressed files stream without loading everything. Attributes of the dataset (or, failing
+that, of the file) carry the physical meaning of the values:
+
+- ``value_range`` ``[lo, hi]``: the physical values that map to -1 and 1;
+- ``normalized``: true when the stored values are already in [-1, 1] (else they are mapped on read);
+- ``channel_names``, ``units``, ``spacing`` (per spatial axis), ``affine`` (4x4), ``periodic``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+_META_KEYS = ("value_range", "normalized", "channel_names", "units", "spacing", "affine", "periodic")
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("reading HDF5 needs h5py: pip install 'ndgan[hdf5]'") from None
+    return h5py
+
+
+def _plain(value):
+    """HDF5 attribute -> plain Python (lists, floats, str, bool)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()] if value.dtype.kind in "OSU" else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class HDF5Dataset(Dataset):
+    """Samples ``[C, *S]`` float32 in [-1, 1] (and optional labels) from ``path[key]``.
+
+    ``spatial_dims`` (default: the file's ``spatial_dims`` attribute, else ``ndim - 2``) says whether the
+    dataset is ``[N, C, *S]`` or ``[N, *S]``. ``value_range`` overrides the file's attribute. ``label_key``
+    names a dataset of integer classes ``[N]`` (one-hot encoded) or float vectors ``[N, c_dim]``.
+    Every read is checked: NaN/Inf or values outside [-1, 1] after mapping raise a ``ValueError`` naming the
+    file and the sample.
+    """
+
+    def __init__(self, path, key="data", spatial_dims=None, value_range=None, label_key=None):
+        h5py = _h5py()
+        self.path, self.key, self.label_key = Path(path), key, label_key
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no such HDF5 file (check data.path)")
+        try:
+            h5 = h5py.File(self.path, "r")
+        except OSError as e:
+            raise ValueError(f"{self.path}: not a readable HDF5 file ({e})") from None
+        with h5:
+            if key not in h5 or not isinstance(h5[key], h5py.Dataset):
+                found = [k for k in h5 if isinstance(h5[k], h5py.Dataset)]
+                raise ValueError(f"{self.path}: no dataset '{key}'; datasets in the file: {found or 'none'}")
+            ds = h5[key]
+            if ds.dtype.kind not in "fiub":
+                raise ValueError(f"{self.path}[{key}]: expected numeric data, got dtype {ds.dtype}")
+            meta = {k: _plain(v) for k, v in h5.attrs.items() if k in _META_KEYS + ("spatial_dims",)}
+            meta.update({k: _plain(v) for k, v in ds.attrs.items() if k in _META_KEYS + ("spatial_dims",)})
+            nd = spatial_dims if spatial_dims is not None else meta.get("spatial_dims", ds.ndim - 2)
+            if not isinstance(nd, int) or not 1 <= nd <= 3 or ds.ndim not in (nd + 1, nd + 2):
+                raise ValueError(f"{self.path}[{key}]: shape {ds.shape} does not fit spatial_dims={nd}; expected "
+                                 f"[N, C, *S] or [N, *S] with {nd} spatial axes (set spatial_dims)")
+            self.length = ds.shape[0]
+            if self.length == 0:
+                raise ValueError(f"{self.path}[{key}]: the dataset is empty")
+            self.has_channel_axis = ds.ndim == nd + 2
+            self.channels = ds.shape[1] if self.has_channel_axis else 1
+            self.shape = tuple(ds.shape[-nd:])
+            self.labels = None
+            if label_key is not None:
+                if label_key not in h5:
+                    raise ValueError(f"{self.path}: no label dataset '{label_key}'")
+                self.labels = _encode_labels(np.asarray(h5[label_key]), self.length, f"{self.path}[{label_key}]")
+        self.spatial_dims = nd
+        if value_range is not None:
+            meta["value_range"], meta["normalized"] = list(value_range), False
+        if "value_range" in meta and "normalized" not in meta:
+            # Guessing would be silent: [-1, 1] data mapped again from value_range stays inside [-1, 1].
+            raise ValueError(f"{self.path}[{key}]: has value_range {meta['value_range']} but no 'normalized' "
+                             f"attribute; set it to true (values stored in [-1, 1]) or false (physical values)")
+        self.normalized = bool(meta.get("normalized", True))
+        self.value_range = meta.get("value_range")
+        if not self.normalized and (self.value_range is None or len(self.value_range) != 2
+                                    or not self.value_range[0] < self.value_range[1]):
+            raise ValueError(f"{self.path}[{key}]: value_range must be [lo, hi] with lo < hi, got {self.value_range}")
+        self.metadata = {"source": str(self.path), "channels": self.channels, "shape": self.shape, **meta}
+        self._h5 = self._pid = None
+
+    def __len__(self):
+        return self.length
+
+    def _dataset(self):
+        if self._h5 is None or self._pid != os.getpid():  # one handle per process (DataLoader worker)
+            self._h5, self._pid = _h5py().File(self.path, "r"), os.getpid()
+        return self._h5[self.key]
+
+    def __getitem__(self, index):
+        x = torch.from_numpy(np.asarray(self._dataset()[index], dtype=np.float32))
+        if not self.has_channel_axis:
+            x = x.unsqueeze(0)
+        if not self.normalized:
+            lo, hi = self.value_range
+            x = 2 * (x - lo) / (hi - lo) - 1
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{self.path}[{self.key}][{index}]: contains NaN or Inf")
+        if x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4:
+            raise ValueError(f"{self.path}[{self.key}][{index}]: values [{x.min():.4g}, {x.max():.4g}] fall outside "
+                             f"[-1, 1] after mapping value_range {self.value_range}; set data.value_range")
+        if self.labels is None:
+            return x
+        return x, self.labels[index]
+
+    def __getstate__(self):  # file handles do not pickle; workers reopen
+        state = self.__dict__.copy()
+        state["_h5"] = state["_pid"] = None
+        return state
+
+
+def _encode_labels(labels, n, where):
+    if labels.shape[0] != n:
+        raise ValueError(f"{where}: {labels.shape[0]} labels for {n} samples")
+    if labels.ndim == 1 and labels.dtype.kind in "iu":
+        if labels.min() < 0:
+            raise ValueError(f"{where}: class labels must be >= 0, got {labels.min()}")
+        return torch.nn.functional.one_hot(torch.from_numpy(labels.astype(np.int64))).float()
+    if labels.ndim == 2 and labels.dtype.kind == "f":
+        return torch.from_numpy(labels.astype(np.float32))
+    raise ValueError(f"{where}: expected integer classes [N] or float vectors [N, c_dim], got {labels.dtype} {labels.shape}")
