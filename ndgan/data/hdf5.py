@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-_META_KEYS = ("value_range", "normalized", "channel_names", "units", "spacing", "affine", "periodic")
+_META_KEYS = ("value_range", "normalized", "channel_names", "units", "spacing", "affine", "periodic",
+              "channel_value_ranges", "percentiles")
 
 
 def _h5py():
