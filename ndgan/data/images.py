@@ -92,7 +92,7 @@ class ImageDataset(Dataset):
             warnings.warn(f"{self.path}: skipped {len(bad)} images: " + "; ".join(f"{n}: {w}" for n, w in bad))
         if not good:
             raise ValueError(f"{self.path}: no usable images")
-        self.files = good
+        self.files, self.rejected = good, bad
         self.channels = channels or _CHANNELS[mode0]
         self.shape = shape or size0
         self.xflip = bool(xflip)

@@ -125,6 +125,23 @@ def load_volume(file, spacing=None, shape=None):
     return data, affine
 
 
+def process_subject(files, shape, spacing=None, percentiles=(0.5, 99.5)):
+    """One subject's channel files -> (tensor [C, *shape] in [-1, 1], 4x4 affine, per-channel [lo, hi])."""
+    channels, ranges, affine = [], [], None
+    for file in files:
+        data, aff = load_volume(file, spacing, shape)
+        if affine is not None and not np.allclose(aff, affine, atol=1e-3):
+            raise ValueError(f"{file}: its geometry (affine) differs from the subject's first channel; "
+                             f"register the modalities to each other first")
+        affine = aff
+        lo, hi = np.percentile(data, percentiles)
+        if hi <= lo:
+            raise ValueError(f"{file}: constant volume (percentiles {tuple(percentiles)} give {lo} and {hi})")
+        channels.append(2 * (np.clip(data, lo, hi) - lo) / (hi - lo) - 1)
+        ranges.append([float(lo), float(hi)])
+    return torch.from_numpy(np.stack(channels).astype(np.float32)), affine, ranges
+
+
 class NiftiDataset(Dataset):
     """Subjects ``[C, *shape]`` float32 in [-1, 1]; ``affines[i]`` is subject i's processed 4x4 affine."""
 
@@ -154,19 +171,7 @@ class NiftiDataset(Dataset):
         return len(self.subjects)
 
     def _load(self, index):
-        channels, ranges, affine = [], [], None
-        for file in self.subjects[index]:
-            data, aff = load_volume(file, self.spacing, self.shape)
-            if affine is not None and not np.allclose(aff, affine, atol=1e-3):
-                raise ValueError(f"{file}: its geometry (affine) differs from the subject's first channel; "
-                                 f"register the modalities to each other first")
-            affine = aff
-            lo, hi = np.percentile(data, self.percentiles)
-            if hi <= lo:
-                raise ValueError(f"{file}: constant volume (percentiles {self.percentiles} give {lo} and {hi})")
-            channels.append(2 * (np.clip(data, lo, hi) - lo) / (hi - lo) - 1)
-            ranges.append([float(lo), float(hi)])
-        return torch.from_numpy(np.stack(channels).astype(np.float32)), affine, ranges
+        return process_subject(self.subjects[index], self.shape, self.spacing, self.percentiles)
 
     def __getitem__(self, index):
         x, affine, _ = self._load(index)

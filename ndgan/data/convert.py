@@ -1,0 +1,146 @@
+"""Convert an image folder/zip, a NIfTI folder/glob/CSV or a .npy stack into one HDF5 file for training.
+
+    python -m ndgan.data.convert SRC --out data.h5 [--shape H W | --shape D H W] [--spacing MM MM MM]
+                                 [--channels C] [--patterns P1 P2 ...] [--spatial-dims N] [--overwrite]
+
+Writes dataset ``data`` [N, C, *S] in [-1, 1] (a .npy stack is stored as it is, with its value range) plus
+the source's metadata as attributes (channel names, value range, spacing, affine), and prints a validation
+report: files read and written, shape, channels, value range, and every rejected file with the reason.
+Unreadable files are skipped and reported; the output is written to a temporary file and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+
+def _write(out, arrays, meta, extra=None):
+    import h5py
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as h5:
+            first = arrays[0]
+            ds = h5.create_dataset("data", (len(arrays), *first.shape), "float32", chunks=(1, *first.shape),
+                                   compression="gzip", compression_opts=1)
+            for i, a in enumerate(arrays):
+                ds[i] = a
+            for key, value in meta.items():
+                if value is not None:
+                    ds.attrs[key] = value
+            for key, value in (extra or {}).items():
+                h5.create_dataset(key, data=value)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def convert(src, out, shape=None, spacing=None, channels=None, patterns=None, spatial_dims=None, overwrite=False):
+    """Convert ``src`` to the HDF5 file ``out``; return the report as a dict."""
+    src, out = Path(src), Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite to replace it")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: output folder does not exist")
+    rejected, extra = [], None
+    if src.suffix.lower() == ".npy":
+        stack = np.load(src, mmap_mode="r")
+        nd = spatial_dims or stack.ndim - 2
+        if stack.ndim not in (nd + 1, nd + 2) or not 1 <= nd <= 3:
+            raise ValueError(f"{src}: shape {stack.shape} does not fit spatial_dims={nd}; use [N, C, *S] or [N, *S]")
+        arrays = [np.asarray(a, dtype=np.float32).reshape((-1,) + stack.shape[-nd:]) for a in stack]
+        bad = [i for i, a in enumerate(arrays) if not np.isfinite(a).all()]
+        rejected = [(f"{src.name}[{i}]", "NaN or Inf") for i in bad]
+        arrays = [a for i, a in enumerate(arrays) if i not in set(bad)]
+        lo = float(min(a.min() for a in arrays)) if arrays else 0.0
+        hi = float(max(a.max() for a in arrays)) if arrays else 0.0
+        meta = {"source": str(src), "value_range": [lo, hi], "normalized": False, "spatial_dims": nd}
+    elif any(str(src).lower().endswith(s) for s in (".csv",)) or patterns or _has_nifti(src):
+        from .nifti import find_subjects, process_subject
+
+        if shape is None:
+            raise ValueError("--shape: NIfTI conversion needs a target shape (three ints, e.g. 80 96 112)")
+        subjects = find_subjects(src, patterns)
+        arrays, affines, ranges, meta = [], [], [], None
+        for i in range(len(subjects)):
+            try:
+                x, affine, rng = process_subject(subjects[i], tuple(shape), spacing)
+            except ValueError as e:
+                rejected.append((", ".join(Path(f).name for f in subjects[i]), str(e).split(": ", 1)[-1]))
+                continue
+            arrays.append(x.numpy())
+            affines.append(affine)
+            ranges.append(rng)
+        if arrays:
+            zooms = np.sqrt((affines[0][:3, :3] ** 2).sum(axis=0))
+            per_channel = np.median(np.array(ranges), axis=0)
+            meta = {"source": str(src), "affine": affines[0], "spacing": zooms.tolist(), "normalized": True,
+                    "value_range": per_channel[0].tolist(), "channel_value_ranges": per_channel.tolist(),
+                    "units": "intensity", "spatial_dims": 3}
+            extra = {"affines": np.stack(affines), "ranges": np.array(ranges)}
+    else:
+        from .images import ImageDataset
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the report lists what was skipped
+            ds = ImageDataset(src, channels=channels, shape=tuple(shape) if shape else None, skip_bad=True)
+        rejected = list(ds.rejected)
+        arrays = []
+        for i in range(len(ds)):
+            try:
+                arrays.append(ds[i].numpy())
+            except ValueError as e:
+                rejected.append((ds.files[i], str(e).split(": ", 1)[-1]))
+        meta = {k: v for k, v in ds.metadata.items() if k in ("channel_names", "units", "periodic")}
+        meta.update(source=str(src), value_range=[0.0, 255.0], normalized=True, spatial_dims=2)
+    if not arrays:
+        raise ValueError(f"{src}: nothing to convert ({len(rejected)} files rejected"
+                         + (f", first: {rejected[0][0]}: {rejected[0][1]}" if rejected else "") + ")")
+    _write(out, arrays, meta, extra)
+    values = (float(min(a.min() for a in arrays)), float(max(a.max() for a in arrays)))
+    return {"source": str(src), "out": str(out), "written": len(arrays), "rejected": rejected,
+            "shape": list(arrays[0].shape[1:]), "channels": int(arrays[0].shape[0]), "values": values}
+
+
+def _has_nifti(path):
+    path = Path(path)
+    if path.is_dir():
+        return any(p.name.lower().endswith((".nii", ".nii.gz")) for p in path.rglob("*"))
+    return str(path).lower().endswith((".nii", ".nii.gz")) or "*" in str(path)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m ndgan.data.convert", description=__doc__.split("\n\n")[0])
+    p.add_argument("src", help="image folder or .zip, NIfTI folder / glob / CSV, or .npy stack")
+    p.add_argument("--out", required=True, help="output .h5 file")
+    p.add_argument("--shape", type=int, nargs="+", help="target shape: H W for images, D H W for NIfTI")
+    p.add_argument("--spacing", type=float, nargs=3, help="NIfTI: resample to this voxel size in mm")
+    p.add_argument("--channels", type=int, help="images: convert to 1, 3 or 4 channels")
+    p.add_argument("--patterns", nargs="+", help="NIfTI: one glob per channel with one '*' for the subject id")
+    p.add_argument("--spatial-dims", type=int, help=".npy: number of spatial axes (default ndim - 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    args = p.parse_args(argv)
+    try:
+        report = convert(args.src, args.out, args.shape, args.spacing, args.channels, args.patterns,
+                         args.spatial_dims, args.overwrite)
+    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"converted {report['source']} -> {report['out']}")
+    print(f"  written: {report['written']} samples of {report['channels']} x {' x '.join(map(str, report['shape']))}")
+    print(f"  values: [{report['values'][0]:.4g}, {report['values'][1]:.4g}]")
+    print(f"  rejected: {len(report['rejected'])}")
+    for name, why in report["rejected"]:
+        print(f"    {name}: {why}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
