@@ -301,8 +301,10 @@ class LinearAttention(nn.Module):
 
     def forward(self, x):
         _check_input(self, x, self.channels)
+        dtype = x.dtype  # attention runs in float32 at least: the norms' backward overflows in float16
+        x = x.to(torch.promote_types(dtype, torch.float32))
         h = self.norm_attn(x)
         k, v = self.to_kv(self.kv_depthwise(h)).chunk(2, dim=1)
         a = ops.linear_attention(self.to_q(h), k, v, heads=self.heads)  # [N, inner, *S]
         x = x + self.to_out(ops.bias_act(a, act="gelu"))
-        return x + self.ff_out(self.ff_hidden(self.norm_ff(x)))
+        return (x + self.ff_out(self.ff_hidden(self.norm_ff(x)))).to(dtype)

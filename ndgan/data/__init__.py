@@ -1,2 +1,51 @@
-"""Data sources. Every dataset yields float tensors ``[C, *S]`` in [-1, 1] and records what is needed to turn
-samples back into physical data (value range, channel names and units, voxel spacing)."""
+"""Data sources. Every dataset yields float tensors ``[C, *S]`` in [-1, 1] (or ``(x, c)`` with labels) and
+carries ``metadata``: what is needed to turn samples back into physical data (value range and whether the
+stored values are normalised, channel names and units, voxel spacing, reference affine, periodicity).
+
+``open_dataset(source, **options)`` is how configs pick a source by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+
+
+def _energy(path, n=7000, size=32, seed=0, channels=None):
+    from . import energy
+    from .hdf5 import HDF5Dataset
+
+    return HDF5Dataset(energy.ensure(path, n, size, seed), channels=channels)
+
+
+def _sources():
+    from .hdf5 import HDF5Dataset
+    from .images import ImageDataset
+    from .nifti import NiftiDataset
+    from .procedural import ProceduralDataset
+
+    return {"images": ImageDataset, "hdf5": HDF5Dataset, "nifti": NiftiDataset, "energy": _energy,
+            "procedural": ProceduralDataset}
+
+
+SOURCE_NAMES = ("images", "hdf5", "nifti", "energy", "procedural")
+
+
+def open_dataset(source: str, **options):
+    """Build the dataset ``source`` (one of ``SOURCE_NAMES``) from keyword ``options``.
+
+    Unknown sources and options raise a ``ValueError`` naming the closest valid one.
+    """
+    sources = _sources()
+    if source not in sources:
+        close = difflib.get_close_matches(str(source), SOURCE_NAMES, n=1)
+        raise ValueError(f"data.source: unknown source {source!r}; expected one of {SOURCE_NAMES}"
+                         + (f" (did you mean {close[0]!r}?)" if close else ""))
+    build = sources[source]
+    valid = [p for p in inspect.signature(build).parameters if p != "self"]
+    for key in options:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            raise ValueError(f"data.{key}: not an option of the {source!r} source; valid: {valid}"
+                             + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return build(**options)

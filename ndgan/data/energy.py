@@ -168,6 +168,25 @@ def write_hdf5(path, n: int, size: int = 32, seed: int = 0, overwrite: bool = Fa
     return path
 
 
+def ensure(path, n: int = 7000, size: int = 32, seed: int = 0) -> Path:
+    """Return ``path``, generating the dataset first if it is missing (a config's first use caches it).
+
+    An existing file made with other settings is an error, never silently replaced.
+    """
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_hdf5(path, n, size, seed)
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        found = (h5["data"].shape[0], h5["data"].shape[-1], int(h5.attrs.get("seed", -1)))
+    if found != (n, size, seed):
+        raise ValueError(f"{path}: holds energy grids with (n, size, seed) = {found}, the config asks for "
+                         f"{(n, size, seed)}; point data.path elsewhere or delete the file to regenerate")
+    return path
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m ndgan.data.energy", description=__doc__.split("\n\n")[0],
                                 epilog="Writes an HDF5 file with dataset 'data' [N, 2, S, S, S] in [-1, 1], "

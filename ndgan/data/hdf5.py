@@ -45,13 +45,13 @@ class HDF5Dataset(Dataset):
     """Samples ``[C, *S]`` float32 in [-1, 1] (and optional labels) from ``path[key]``.
 
     ``spatial_dims`` (default: the file's ``spatial_dims`` attribute, else ``ndim - 2``) says whether the
-    dataset is ``[N, C, *S]`` or ``[N, *S]``. ``value_range`` overrides the file's attribute. ``label_key``
+    dataset is ``[N, C, *S]`` or ``[N, *S]``; ``channels``, if given, must match the file. ``value_range`` overrides the file's attribute. ``label_key``
     names a dataset of integer classes ``[N]`` (one-hot encoded) or float vectors ``[N, c_dim]``.
     Every read is checked: NaN/Inf or values outside [-1, 1] after mapping raise a ``ValueError`` naming the
     file and the sample.
     """
 
-    def __init__(self, path, key="data", spatial_dims=None, value_range=None, label_key=None):
+    def __init__(self, path, key="data", spatial_dims=None, value_range=None, label_key=None, channels=None):
         h5py = _h5py()
         self.path, self.key, self.label_key = Path(path), key, label_key
         if not self.path.is_file():
@@ -79,6 +79,9 @@ class HDF5Dataset(Dataset):
             self.has_channel_axis = ds.ndim == nd + 2
             self.channels = ds.shape[1] if self.has_channel_axis else 1
             self.shape = tuple(ds.shape[-nd:])
+            if channels is not None and channels != self.channels:
+                raise ValueError(f"{self.path}[{key}]: has {self.channels} channels, expected {channels} "
+                                 f"(check data.channels and the network's channels)")
             self.labels = None
             if label_key is not None:
                 if label_key not in h5:

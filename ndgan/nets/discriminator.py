@@ -37,13 +37,14 @@ class DiscriminatorBlock(nn.Module):
         self.register_buffer("resample_filter", ops.setup_filter(resample_filter), persistent=False)
 
     def forward(self, x, img):
+        dtype = self.dtype or self.conv0.weight.dtype  # full precision follows the parameters
         if self.in_channels == 0 or self.architecture == "skip":
-            y = self.fromrgb(img.to(self.dtype))
-            x = y if x is None else x.to(self.dtype) + y
+            y = self.fromrgb(img.to(dtype))
+            x = y if x is None else x.to(dtype) + y
             img = ops.downsample(img, self.resample_filter, padding_mode=self.padding_mode) \
                 if self.architecture == "skip" else None
         else:
-            x = x.to(self.dtype)
+            x = x.to(dtype)
         if self.attn is not None:
             x = self.attn(x)
         if self.architecture == "resnet":
@@ -70,9 +71,9 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = EqualLinear(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
     def forward(self, x, img, cmap=None):
-        x = x.to(torch.float32)
+        x = x.to(self.conv.weight.dtype)  # the epilogue always runs in full precision
         if self.architecture == "skip":
-            x = x + self.fromrgb(img.to(torch.float32))
+            x = x + self.fromrgb(img.to(x.dtype))
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.out(self.fc(self.conv(x).flatten(1)))
@@ -93,49 +94,64 @@ class Discriminator(nn.Module):
                  mbstd_group_size=4, mbstd_num_channels=1, cmap_dim=None, mapping_layers=8, attn_res=(),
                  attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS):
         super().__init__()
-        self.init_kwargs = dict(
-            spatial_dims=spatial_dims, shape=tuple(shape) if not isinstance(shape, int) else shape, channels=channels,
-            c_dim=c_dim, channel_base=channel_base, channel_max=channel_max, architecture=architecture,
-            base_shape=None if base_shape is None else tuple(base_shape), conv_clamp=conv_clamp,
-            num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, mbstd_group_size=mbstd_group_size,
-            mbstd_num_channels=mbstd_num_channels, cmap_dim=cmap_dim, mapping_layers=mapping_layers,
-            attn_res=tuple(attn_res), attn_heads=attn_heads, padding_mode=padding_mode,
-            resample_filter=tuple(resample_filter))
+        if resample_filter is None:
+            resample_filter = ops.DEFAULT_TAPS
         check_choice("architecture", architecture, ARCHITECTURES)
         check_choice("fp16_dtype", fp16_dtype, REDUCED_DTYPES)
-        if not isinstance(channels, int) or channels < 1:
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
             raise ValueError(f"channels: expected a positive int (3 for RGB, 2 for the energy grids), got {channels!r}")
-        if not isinstance(c_dim, int) or c_dim < 0:
+        if not isinstance(c_dim, int) or isinstance(c_dim, bool) or c_dim < 0:
             raise ValueError(f"c_dim: expected a non-negative int, got {c_dim!r}")
+        if mbstd_group_size is not None and (not isinstance(mbstd_group_size, int) or mbstd_group_size < 1):
+            raise ValueError(f"mbstd_group_size: expected a positive int or None (whole batch), got {mbstd_group_size!r}")
+        if cmap_dim is not None and (not isinstance(cmap_dim, int) or cmap_dim < 1):
+            raise ValueError(f"cmap_dim: expected a positive int or None (the base channels), got {cmap_dim!r}")
         shapes = resolve_pyramid(spatial_dims, shape, base_shape)
         if len(shapes) < 2:
             raise ValueError(f"shape: {shapes[-1]} equals the base shape; the discriminator needs at least one "
                              f"down-sampling block (use a larger shape or a smaller base_shape)")
         self.spatial_dims, self.shape, self.channels, self.c_dim = spatial_dims, shapes[-1], channels, c_dim
         ch = block_channels(shapes, channel_base, channel_max)  # ch[i]: channels at shapes[i]
+        if not isinstance(mbstd_num_channels, int) or mbstd_num_channels < 0 or \
+                (mbstd_num_channels and ch[0] % mbstd_num_channels):
+            raise ValueError(f"mbstd_num_channels: expected 0 or a divisor of the {ch[0]} channels at the base "
+                             f"shape, got {mbstd_num_channels!r}")
         reduced = reduced_blocks(len(shapes), num_fp16_res)
-        attn_res = check_attn_res(attn_res, shapes)
+        attn_res = check_attn_res(attn_res, shapes, attn_heads)
         self.cmap_dim = (ch[0] if cmap_dim is None else cmap_dim) if c_dim else 0
         self.blocks = nn.ModuleList()
         for i in range(len(shapes) - 1, 0, -1):  # top resolution first
             self.blocks.append(DiscriminatorBlock(
                 spatial_dims, 0 if i == len(shapes) - 1 else ch[i], ch[i], ch[i - 1], channels, architecture,
-                REDUCED_DTYPES[fp16_dtype] if i in reduced else torch.float32, conv_clamp,
+                REDUCED_DTYPES[fp16_dtype] if i in reduced else None, conv_clamp,
                 attention=max(shapes[i]) in attn_res, attn_heads=attn_heads, padding_mode=padding_mode,
                 resample_filter=resample_filter))
         if c_dim:
             self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, None, mapping_layers, w_avg_beta=None)
         self.epilogue = DiscriminatorEpilogue(spatial_dims, ch[0], self.cmap_dim, shapes[0], channels, architecture,
                                               mbstd_group_size, mbstd_num_channels, conv_clamp, padding_mode)
+        # Plain data that rebuilds this network (checkpoints store it); made after validation.
+        self.init_kwargs = dict(
+            spatial_dims=spatial_dims, shape=self.shape, channels=channels, c_dim=c_dim, channel_base=channel_base,
+            channel_max=channel_max, architecture=architecture, base_shape=shapes[0], conv_clamp=conv_clamp,
+            num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, mbstd_group_size=mbstd_group_size,
+            mbstd_num_channels=mbstd_num_channels, cmap_dim=cmap_dim, mapping_layers=mapping_layers,
+            attn_res=tuple(attn_res), attn_heads=attn_heads, padding_mode=padding_mode,
+            resample_filter=tuple(float(t) for t in resample_filter))
 
     def forward(self, x, c=None):
         expected = (self.channels, *self.shape)
         if not isinstance(x, torch.Tensor) or x.ndim != self.spatial_dims + 2 or tuple(x.shape[1:]) != expected:
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x: expected [N, {', '.join(map(str, expected))}], got {got}")
+        if x.shape[0] == 0:
+            raise ValueError("x: the batch is empty")
+        if self.c_dim and isinstance(c, torch.Tensor) and c.shape[0] != x.shape[0]:
+            raise ValueError(f"c: batch size {c.shape[0]} differs from x's {x.shape[0]}")
         cmap = self.mapping(None, c) if self.c_dim else None
-        if not self.c_dim and c is not None and c.numel():
-            raise ValueError(f"c: this discriminator is unconditional (c_dim=0), got c of shape {tuple(c.shape)}")
+        if not self.c_dim and c is not None and (not isinstance(c, torch.Tensor) or c.numel()):
+            raise ValueError(f"c: this discriminator is unconditional (c_dim=0), got {type(c).__name__} "
+                             f"{tuple(getattr(c, 'shape', ()))}")
         h, img = None, x
         for block in self.blocks:
             h, img = block(h, img)

@@ -30,9 +30,13 @@ def reduced_blocks(num_blocks, num_fp16_res, name="num_fp16_res"):
     return {i for i in range(num_blocks) if i >= max(num_blocks - num_fp16_res, 1)}
 
 
-def check_attn_res(attn_res, shapes, name="attn_res"):
+def check_attn_res(attn_res, shapes, attn_heads, name="attn_res"):
     """Attention resolutions are block sizes (largest side) of this network."""
     sizes = [max(s) for s in shapes]
+    if not isinstance(attn_res, (list, tuple)) or not all(isinstance(r, int) for r in attn_res):
+        raise ValueError(f"{name}: expected a list of block resolutions (ints) from {sizes}, got {attn_res!r}")
+    if not isinstance(attn_heads, int) or isinstance(attn_heads, bool) or attn_heads < 1:
+        raise ValueError(f"attn_heads: expected a positive int, got {attn_heads!r}")
     attn_res = tuple(attn_res)
     bad = [r for r in attn_res if r not in sizes]
     if bad:
@@ -69,16 +73,18 @@ class SynthesisBlock(nn.Module):
     def forward(self, x, img, ws, noise_mode="random", fused=True):
         """x ``[N, in, *S/2]`` (None for the first block), img ``[N, C, *S/2]`` or None, ws ``[N, k, w_dim]``."""
         w_iter = iter(ws.unbind(dim=1))
+        full = self.conv1.weight.dtype  # full precision follows the parameters (float32, or float64 in tests)
+        dtype = self.dtype or full
         if self.in_channels == 0:
-            x = self.const.to(self.dtype).unsqueeze(0).expand(ws.shape[0], *self.const.shape)
+            x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], *self.const.shape)
             x = self.conv1(x, next(w_iter), noise_mode, fused)
         elif self.architecture == "resnet":
-            x = x.to(self.dtype)
+            x = x.to(dtype)
             y = self.skip(x, gain=math.sqrt(0.5))
             x = self.conv0(x, next(w_iter), noise_mode, fused)
             x = y + self.conv1(x, next(w_iter), noise_mode, fused, gain=math.sqrt(0.5))
         else:
-            x = x.to(self.dtype)
+            x = x.to(dtype)
             x = self.conv0(x, next(w_iter), noise_mode, fused)
             x = self.conv1(x, next(w_iter), noise_mode, fused)
         if self.attn is not None:
@@ -86,7 +92,7 @@ class SynthesisBlock(nn.Module):
         if img is not None:
             img = ops.upsample(img, self.resample_filter, padding_mode=self.padding_mode)
         if self.torgb is not None:
-            y = self.torgb(x, next(w_iter), fused).to(torch.float32)  # the image accumulates in float32
+            y = self.torgb(x, next(w_iter), fused).to(full)  # the image accumulates in full precision
             img = y if img is None else img + y
         return x, img
 
@@ -106,13 +112,13 @@ class SynthesisNetwork(nn.Module):
         self.spatial_dims, self.shape, self.img_channels, self.w_dim = spatial_dims, self.shapes[-1], img_channels, w_dim
         channels = block_channels(self.shapes, channel_base, channel_max)
         reduced = reduced_blocks(len(self.shapes), num_fp16_res)
-        attn_res = check_attn_res(attn_res, self.shapes)
+        attn_res = check_attn_res(attn_res, self.shapes, attn_heads)
         self.blocks = nn.ModuleList()
         for i, s in enumerate(self.shapes):
             self.blocks.append(SynthesisBlock(
                 spatial_dims, channels[i - 1] if i else 0, channels[i], w_dim, s, img_channels,
                 is_last=i == len(self.shapes) - 1, architecture=architecture,
-                dtype=REDUCED_DTYPES[fp16_dtype] if i in reduced else torch.float32, conv_clamp=conv_clamp,
+                dtype=REDUCED_DTYPES[fp16_dtype] if i in reduced else None, conv_clamp=conv_clamp,
                 attention=max(s) in attn_res, attn_heads=attn_heads, padding_mode=padding_mode,
                 resample_filter=resample_filter))
         self.ws_index = []  # first w of each block
@@ -147,18 +153,12 @@ class Generator(nn.Module):
                  num_fp16_res=0, fp16_dtype="float16", attn_res=(), attn_heads=1, padding_mode="zeros",
                  resample_filter=ops.DEFAULT_TAPS, mapping_lr_multiplier=0.01, w_avg_beta=0.995):
         super().__init__()
-        self.init_kwargs = dict(
-            spatial_dims=spatial_dims, shape=tuple(shape) if not isinstance(shape, int) else shape, channels=channels,
-            z_dim=z_dim, w_dim=w_dim, c_dim=c_dim, mapping_layers=mapping_layers, channel_base=channel_base,
-            channel_max=channel_max, architecture=architecture,
-            base_shape=None if base_shape is None else tuple(base_shape), conv_clamp=conv_clamp,
-            num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, attn_res=tuple(attn_res), attn_heads=attn_heads,
-            padding_mode=padding_mode, resample_filter=tuple(resample_filter),
-            mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
-        if not isinstance(channels, int) or channels < 1:
+        if resample_filter is None:
+            resample_filter = ops.DEFAULT_TAPS
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
             raise ValueError(f"channels: expected a positive int (3 for RGB, 2 for the energy grids), got {channels!r}")
         for name, v in (("z_dim", z_dim), ("w_dim", w_dim)):
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
         self.synthesis = SynthesisNetwork(
             spatial_dims, shape, channels, w_dim, channel_base, channel_max, architecture, base_shape, conv_clamp,
@@ -167,6 +167,14 @@ class Generator(nn.Module):
         self.z_dim, self.w_dim, self.c_dim, self.num_ws = z_dim, w_dim, c_dim, self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, mapping_layers,
                                       lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
+        # Plain data that rebuilds this network (checkpoints store it); made after validation.
+        self.init_kwargs = dict(
+            spatial_dims=spatial_dims, shape=self.shape, channels=channels, z_dim=z_dim, w_dim=w_dim, c_dim=c_dim,
+            mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max,
+            architecture=architecture, base_shape=self.synthesis.shapes[0], conv_clamp=conv_clamp,
+            num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, attn_res=tuple(attn_res), attn_heads=attn_heads,
+            padding_mode=padding_mode, resample_filter=tuple(float(t) for t in resample_filter),
+            mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random", fused=True,
                 update_w_avg=None):

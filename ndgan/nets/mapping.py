@@ -23,7 +23,7 @@ class MappingNetwork(nn.Module):
                  activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995):
         super().__init__()
         for name, v in (("z_dim", z_dim), ("c_dim", c_dim)):
-            if not isinstance(v, int) or v < 0:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name}: expected a non-negative int, got {v!r}")
         if z_dim == 0 and c_dim == 0:
             raise ValueError("z_dim, c_dim: at least one must be positive")
@@ -47,29 +47,35 @@ class MappingNetwork(nn.Module):
         x = None
         if self.z_dim:
             _check_2d("z", z, self.z_dim)
-            x = ops.normalize_2nd_moment(z)
+            x = ops.normalize_2nd_moment(z.to(torch.float32))  # latents live in float32, as in StyleGAN2-ADA
         if self.c_dim:
             _check_2d("c", c, self.c_dim)
+            if x is not None and c.shape[0] != x.shape[0]:
+                raise ValueError(f"c: batch size {c.shape[0]} differs from z's {x.shape[0]}")
             y = ops.normalize_2nd_moment(self.embed(c.to(torch.float32)))
             x = y if x is None else torch.cat([x, y], dim=1)
-        elif c is not None and c.numel():
-            raise ValueError(f"c: this network is unconditional (c_dim=0), got c of shape {tuple(c.shape)}")
+        elif c is not None and (not isinstance(c, torch.Tensor) or c.numel()):
+            raise ValueError(f"c: this network is unconditional (c_dim=0), got {type(c).__name__} "
+                             f"{tuple(getattr(c, 'shape', ()))}")
         for layer in self.layers:
             x = layer(x)
         if (self.training if update_w_avg is None else update_w_avg) and hasattr(self, "w_avg"):
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            self.w_avg.copy_(x.detach().to(self.w_avg.dtype).mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
             x = x.unsqueeze(1).repeat(1, self.num_ws, 1)  # [N, num_ws, w_dim]
         if truncation_psi != 1:
             if not hasattr(self, "w_avg"):
                 raise ValueError("truncation_psi: needs w_avg, which this mapping network does not track")
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            if not isinstance(cutoff, int) or isinstance(cutoff, bool) or cutoff < 0:
+                raise ValueError(f"truncation_cutoff: expected None or a non-negative int, got {truncation_cutoff!r}")
             x = x.clone()
-            x[:, :cutoff] = self.w_avg.lerp(x[:, :cutoff], truncation_psi)
+            x[:, :cutoff] = self.w_avg.lerp(x[:, :cutoff].to(self.w_avg.dtype), truncation_psi).to(x.dtype)
         return x
 
 
 def _check_2d(name, t, dim):
-    if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[1] != dim:
+    if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[1] != dim or not t.is_floating_point():
         got = tuple(t.shape) if isinstance(t, torch.Tensor) else None
-        raise ValueError(f"{name}: expected a tensor [N, {dim}] ({name[0]}_dim={dim}), got {got}")
+        dtype = getattr(t, "dtype", None)
+        raise ValueError(f"{name}: expected a floating-point tensor [N, {dim}] ({name[0]}_dim={dim}), got {got} {dtype}")

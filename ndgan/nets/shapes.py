@@ -50,8 +50,11 @@ def _sizes(name, value, spatial_dims):
 
 def block_channels(shapes, channel_base, channel_max, name="channel_base") -> list[int]:
     """``min(channel_base // res, channel_max)`` per block, ``res`` = the block's largest side."""
+    for key, v in ((name, channel_base), ("channel_max", channel_max)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{key}: expected a positive int, got {v!r}")
     out = [min(channel_base // max(s), channel_max) for s in shapes]
-    if channel_max < 1 or any(c < 1 for c in out):
+    if any(c < 1 for c in out):
         raise ValueError(
             f"{name}: {channel_base} gives {channel_base // max(shapes[-1])} channels at shape {shapes[-1]}; "
             f"use channel_base >= {max(shapes[-1])} (and channel_max >= 1)"

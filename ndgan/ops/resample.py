@@ -100,8 +100,9 @@ class _UpFirDn(torch.autograd.Function):
     The gradient of a fixed FIR resampler is another one: swap up and down, flip the filter and mirror the
     padding. Computing it that way is several times faster on CPU than autograd's depthwise-conv backward
     (benchmarks/RESULTS.md), and since the backward calls this Function again, it is differentiable to any
-    order (R1 and path-length regularisation need double backward). The op is linear, so its forward-mode
-    derivative is the op itself; torch.func transforms (vmap, grad, jvp) work through the generated rules.
+    order (R1 and path-length regularisation need double backward). torch.func.vmap and torch.func.grad work
+    through the generated rules. No custom jvp: TorchDynamo cannot trace a Function that defines one, and
+    torch.compile without graph breaks matters more here than forward-mode AD.
     """
 
     generate_vmap_rule = True
@@ -114,7 +115,6 @@ class _UpFirDn(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         x, f, up, down, pads, flip_filter, gain = inputs
         ctx.save_for_backward(f)
-        ctx.save_for_forward(f)
         ctx.args = (tuple(x.shape[2:]), tuple(output.shape[2:]), up, down, pads, flip_filter, gain)
 
     @staticmethod
@@ -128,12 +128,6 @@ class _UpFirDn(torch.autograd.Function):
                              for n, m, u, d, (p0, _) in zip(in_size, out_size, up, down, pads))
         dx = _UpFirDn.apply(dy, f, down, up, adjoint_pads, not flip_filter, gain)
         return dx, None, None, None, None, None, None
-
-    @staticmethod
-    def jvp(ctx, x_t, *_):
-        (f,) = ctx.saved_tensors
-        _, _, up, down, pads, flip_filter, gain = ctx.args
-        return _UpFirDn.apply(x_t, f, up, down, pads, flip_filter, gain)
 
 
 def _upfirdn_zeros(x, f, up, down, pads, flip_filter, gain):

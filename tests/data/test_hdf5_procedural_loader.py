@@ -129,3 +129,21 @@ def test_loader_bad_arguments():
         make_loader(ds, 4)
     with pytest.raises(ValueError, match="workers: expected a non-negative int"):
         make_loader(ds, 2, workers=-1)
+
+
+def test_open_dataset_by_name_and_errors(tmp_path):
+    from ndgan.data import open_dataset
+
+    ds = open_dataset("procedural", spatial_dims=3, shape=(8, 8, 8), channels=2, length=4)
+    assert ds[0].shape == (2, 8, 8, 8)
+    energy_ds = open_dataset("energy", path=tmp_path / "cache" / "e.h5", n=3, size=16, channels=2)
+    assert len(energy_ds) == 3 and (tmp_path / "cache" / "e.h5").exists()  # generated on first use
+    assert len(open_dataset("energy", path=tmp_path / "cache" / "e.h5", n=3, size=16)) == 3  # reused
+    with pytest.raises(ValueError, match=r"holds energy grids with \(n, size, seed\) = \(3, 16, 0\)"):
+        open_dataset("energy", path=tmp_path / "cache" / "e.h5", n=4, size=16)
+    with pytest.raises(ValueError, match="has 2 channels, expected 3"):
+        open_dataset("hdf5", path=tmp_path / "cache" / "e.h5", channels=3)
+    with pytest.raises(ValueError, match="unknown source 'image'.*did you mean 'images'"):
+        open_dataset("image", path=tmp_path)
+    with pytest.raises(ValueError, match="data.shap: not an option of the 'procedural' source.*did you mean 'shape'"):
+        open_dataset("procedural", spatial_dims=2, shap=(8, 8))

@@ -164,36 +164,91 @@ def test_state_dict_round_trip_from_plain_data():
     torch.testing.assert_close(D2(img, c), D(img, c), rtol=0, atol=0)
 
 
-def test_circular_padding_reaches_every_layer():
-    G, D = tiny_g(3, (8, 8, 8), padding_mode="circular"), tiny_d(3, (8, 8, 8), padding_mode="circular")
-    modes = [m.padding_mode for net in (G, D) for m in net.modules() if hasattr(m, "padding_mode")]
-    assert modes and set(modes) == {"circular"}
+@pytest.mark.parametrize("nd, shape", [(2, (16, 16)), (3, (8, 8, 8))])
+def test_circular_generator_is_exactly_roll_equivariant(nd, shape):
+    """With circular padding everywhere, rolling the learned constant by one base cell and every noise map by
+    the matching 2**i cells rolls the output by 2**k cells: any zero-padded layer would break this."""
+
+    def rolled_output(G, z):
+        with torch.no_grad():
+            for i, block in enumerate(G.synthesis.blocks):
+                if i == 0:
+                    block.const.copy_(torch.roll(block.const, (1,) * nd, dims=tuple(range(1, nd + 1))))
+                for layer in (getattr(block, "conv0", None), block.conv1):
+                    if layer is not None:
+                        noise = layer.noise.noise_const
+                        noise.copy_(torch.roll(noise, (2**i,) * nd, dims=tuple(range(nd))))
+        return G(z, noise_mode="const")
+
+    G = tiny_g(nd, shape, padding_mode="circular", attn_res=(max(shape) // 2,)).eval()
+    set_noise_strength(G, 0.3)
+    zero = tiny_g(nd, shape, attn_res=(max(shape) // 2,)).eval()  # the same weights, zero padding
+    zero.load_state_dict(G.state_dict())
+    z = torch.randn(2, 16)
+    k = len(G.synthesis.blocks) - 1
+    roll = dict(shifts=(2**k,) * nd, dims=tuple(range(2, nd + 2)))
+    before, zero_before = G(z, noise_mode="const"), zero(z, noise_mode="const")
+    torch.testing.assert_close(rolled_output(G, z), torch.roll(before, **roll), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(rolled_output(zero, z), torch.roll(zero_before, **roll), atol=1e-2)
 
 
-def test_periodic_generator_output_is_seamless():
-    """With circular padding the output tiles without a seam: the jump across the wrap-around boundary
-    is of the same size as the jumps inside; zero padding leaves a border artefact that circular does not."""
-    torch.manual_seed(1)
-    G = tiny_g(2, (16, 16), padding_mode="circular").eval()
-    img = G(torch.randn(4, 16), noise_mode="none")
-    inner = (img[..., 1:] - img[..., :-1]).abs().mean()
-    seam = (img[..., 0] - img[..., -1]).abs().mean()
-    assert seam < 2 * inner
+@pytest.mark.parametrize("arch", ["resnet", "skip"])
+def test_circular_discriminator_features_are_roll_equivariant(arch):
+    D = tiny_d(2, (16, 16), padding_mode="circular", architecture=arch, attn_res=(16,)).eval()
+    x = torch.randn(2, 2, 16, 16)
+    feats = []
+    hook = D.epilogue.register_forward_pre_hook(lambda m, args: feats.append(args[0]))
+    D(x)
+    D(torch.roll(x, (4, 4), dims=(2, 3)))  # 4 pixels = one cell of the 4x4 base
+    hook.remove()
+    torch.testing.assert_close(feats[1], torch.roll(feats[0], (1, 1), dims=(2, 3)), rtol=1e-4, atol=1e-4)
 
 
-def test_reduced_precision_on_top_blocks():
-    G = tiny_g(2, (16, 16), num_fp16_res=2, fp16_dtype="bfloat16").eval()
-    dtypes = [b.dtype for b in G.synthesis.blocks]
-    assert dtypes == [torch.float32, torch.bfloat16, torch.bfloat16]  # 4x4, 8x8, 16x16
-    full = tiny_g(2, (16, 16)).eval()
+def test_network_double_backward_for_r1_and_path_length():
+    """R1 differentiates D's input gradient; path length differentiates G.synthesis's Jacobian product."""
+    G, D = tiny_g(3, (8, 8, 8), attn_res=(8,)), tiny_d(3, (8, 8, 8), attn_res=(8,))
+    x = torch.randn(4, 2, 8, 8, 8, requires_grad=True)
+    (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+    grad.square().sum().backward()
+    assert D.blocks[0].conv0.weight.grad.abs().sum() > 0 and D.blocks[0].attn.to_q.weight.grad.abs().sum() > 0
+    ws = G.mapping(torch.randn(2, 16)).detach().requires_grad_()
+    img = G.synthesis(ws, noise_mode="const")
+    (pl,) = torch.autograd.grad((img * torch.randn_like(img)).sum(), ws, create_graph=True)
+    pl.square().sum().backward()
+    assert G.synthesis.blocks[0].conv1.weight.grad is not None
+
+
+def test_discriminator_gradcheck_in_float64():
+    D = tiny_d(1, (8,), channel_base=16, channel_max=4).double()
+    x = torch.randn(2, 2, 8, dtype=torch.float64, requires_grad=True)
+    assert D(x).dtype == torch.float64
+    assert torch.autograd.gradcheck(D, (x,), fast_mode=True)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_reduced_precision_on_top_blocks(dtype):
+    low = getattr(torch, dtype)
+    G = tiny_g(2, (16, 16), num_fp16_res=2, fp16_dtype=dtype, conv_clamp=256, attn_res=(8, 16))
+    seen = {}
+    for i, block in enumerate(G.synthesis.blocks):
+        block.conv1.register_forward_pre_hook(lambda m, args, i=i: seen.__setitem__(i, args[0].dtype))
+    full = tiny_g(2, (16, 16), attn_res=(8, 16)).eval()
     full.load_state_dict(G.state_dict())
-    z = torch.randn(3, 16)
-    low, ref = G(z, noise_mode="const"), full(z, noise_mode="const")
-    assert low.dtype == torch.float32
-    assert (low - ref).abs().max() <= 5e-2 * ref.abs().max()
-    D = tiny_d(2, (16, 16), num_fp16_res=1, fp16_dtype="bfloat16")
-    assert [b.dtype for b in D.blocks] == [torch.bfloat16, torch.float32]
-    assert D(low).dtype == torch.float32
+    z = torch.randn(4, 16)
+    out = G.eval()(z, noise_mode="const")
+    assert seen == {0: torch.float32, 1: low, 2: low}  # the base block stays in full precision
+    assert out.dtype == torch.float32
+    ref = full(z, noise_mode="const")
+    assert (out - ref).abs().max() <= 5e-2 * ref.abs().max()
+    D = tiny_d(2, (16, 16), num_fp16_res=1, fp16_dtype=dtype, conv_clamp=256, attn_res=(16,))
+    for seed in range(4):  # R1-style double backward stays finite, attention included
+        torch.manual_seed(seed)
+        x = G.train()(torch.randn(4, 16)).detach().requires_grad_()
+        (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+        assert torch.isfinite(grad).all()
+        (grad.square().sum() + D(G(torch.randn(4, 16))).sum()).backward()
+        for name, p in list(G.named_parameters()) + list(D.named_parameters()):
+            assert p.grad is None or torch.isfinite(p.grad).all(), name
 
 
 def test_mbstd_batch_rules_follow_official():
@@ -216,6 +271,15 @@ def test_mbstd_batch_rules_follow_official():
     (lambda: tiny_g(2, (16, 16), channels=0), "channels: expected a positive int"),
     (lambda: tiny_d(2, (4, 4)), "needs at least one down-sampling block"),
     (lambda: tiny_g(2, (16, 16), fp16_dtype="half"), "fp16_dtype: expected one of"),
+    (lambda: tiny_g(2, None), "shape: expected 2 positive ints"),
+    (lambda: tiny_g(2, (16, 16), attn_res=16), "attn_res: expected a list of block resolutions"),
+    (lambda: tiny_g(2, (16, 16), attn_res=(16,), attn_heads=0), "attn_heads: expected a positive int"),
+    (lambda: tiny_g(2, (16, 16), channel_base=64.5), "channel_base: expected a positive int"),
+    (lambda: tiny_g(2, (16, 16), channel_max=0), "channel_max: expected a positive int"),
+    (lambda: tiny_d(2, (16, 16), mbstd_group_size=0), "mbstd_group_size: expected a positive int"),
+    (lambda: tiny_d(2, (16, 16), mbstd_num_channels=3), "mbstd_num_channels: expected 0 or a divisor of the 16"),
+    (lambda: tiny_d(2, (16, 16), c_dim=2, cmap_dim=0), "cmap_dim: expected a positive int"),
+    (lambda: tiny_d(2, (16, 16), c_dim=True), "c_dim: expected a non-negative int"),
 ])
 def test_bad_constructor_arguments(make, match):
     with pytest.raises(ValueError, match=match):
@@ -225,9 +289,9 @@ def test_bad_constructor_arguments(make, match):
 def test_bad_call_arguments():
     G, D = tiny_g(2, (16, 16)), tiny_d(2, (16, 16))
     Gc = tiny_g(2, (16, 16), c_dim=4)
-    with pytest.raises(ValueError, match="z: expected a tensor \\[N, 16\\]"):
+    with pytest.raises(ValueError, match="z: expected a floating-point tensor \\[N, 16\\]"):
         G(torch.randn(2, 15))
-    with pytest.raises(ValueError, match="c: expected a tensor \\[N, 4\\]"):
+    with pytest.raises(ValueError, match="c: expected a floating-point tensor \\[N, 4\\]"):
         Gc(torch.randn(2, 16))
     with pytest.raises(ValueError, match="c: this network is unconditional"):
         G(torch.randn(2, 16), torch.randn(2, 3))
@@ -235,6 +299,15 @@ def test_bad_call_arguments():
         D(torch.randn(2, 3, 16, 16))
     with pytest.raises(ValueError, match="ws: expected \\[N, num_ws, w_dim\\]"):
         G.synthesis(torch.randn(2, 3, 16))
+    with pytest.raises(ValueError, match="c: batch size 3 differs from z's 2"):
+        Gc(torch.randn(2, 16), torch.randn(3, 4))
+    Dc = tiny_d(2, (16, 16), c_dim=4)
+    with pytest.raises(ValueError, match="c: batch size 1 differs from x's 2"):
+        Dc(torch.randn(2, 2, 16, 16), torch.randn(1, 4))
+    with pytest.raises(ValueError, match="z: expected a floating-point tensor"):
+        G(torch.ones(2, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="truncation_cutoff: expected None or a non-negative int"):
+        G(torch.randn(2, 16), truncation_psi=0.5, truncation_cutoff=2.0)
 
 
 def test_resnet_blocks_equal_their_formula():
@@ -252,3 +325,12 @@ def test_resnet_blocks_equal_their_formula():
     expected = (gb.skip(x) + gb.conv1(gb.conv0(x, ws[:, 0], "const"), ws[:, 1], "const")) / 2**0.5
     torch.testing.assert_close(out, expected)
     assert img is None  # resnet G: only the last block has an output layer
+
+
+def test_mapping_accepts_other_float_dtypes_and_autocast():
+    """Latents are cast to float32 (as StyleGAN2-ADA does), so w_avg tracking works under autocast."""
+    G = tiny_g(2, (16, 16)).train()
+    assert G.mapping(torch.randn(4, 16, dtype=torch.float64)).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        img = G(torch.randn(4, 16), truncation_psi=0.7)
+    assert G.mapping.w_avg.dtype == torch.float32 and torch.isfinite(img).all()

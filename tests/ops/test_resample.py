@@ -210,7 +210,7 @@ def test_upfirdn_gradcheck_per_axis_factors_and_crops(nd):
 
 
 def test_torch_func_transforms_work():
-    """vmap, func.grad, jvp and forward-mode AD go through the custom autograd Function."""
+    """vmap and func.grad go through the custom autograd Function."""
     from torch import func
 
     x = torch.randn(3, 2, 5, 6, dtype=torch.float64)
@@ -218,9 +218,21 @@ def test_torch_func_transforms_work():
     xr = x.clone().requires_grad_()
     ops.downsample(xr).square().sum().backward()
     torch.testing.assert_close(func.grad(lambda s: ops.downsample(s).square().sum())(x), xr.grad)
-    t = torch.randn_like(x)
-    _, tangent = func.jvp(ops.blur, (x,), (t,))
-    torch.testing.assert_close(tangent, ops.blur(t))  # a linear op is its own derivative
+
+
+def test_dynamo_traces_the_ops_without_graph_breaks():
+    """torch.compile needs whole graphs: a custom jvp on the Function, for one, breaks them."""
+    import torch._dynamo as dynamo
+
+    dynamo.reset()
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    w, s = torch.randn(4, 3, 3, 3), torch.randn(2, 3)
+
+    def step(x):
+        y = ops.modulated_conv(ops.upsample(x), w, s, down=2, padding=1)
+        return ops.bias_act(ops.blur(y, padding_mode="circular"), act="lrelu").sum()
+
+    assert dynamo.explain(step)(x).graph_break_count == 0
 
 
 def test_crop_larger_than_the_signal_gives_zeros_like_stylegan2_ada():
