@@ -46,6 +46,7 @@ def open_dataset(source: str, **options):
     for key in options:
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
-            raise ValueError(f"data.{key}: not an option of the {source!r} source; valid: {valid}"
+            raise ValueError(f"{key}: not an option of the {source!r} source (data.options.{key} in a config); "
+                             f"valid: {valid}"
                              + (f" (did you mean {close[0]!r}?)" if close else ""))
     return build(**options)

@@ -145,5 +145,5 @@ def test_open_dataset_by_name_and_errors(tmp_path):
         open_dataset("hdf5", path=tmp_path / "cache" / "e.h5", channels=3)
     with pytest.raises(ValueError, match="unknown source 'image'.*did you mean 'images'"):
         open_dataset("image", path=tmp_path)
-    with pytest.raises(ValueError, match="data.shap: not an option of the 'procedural' source.*did you mean 'shape'"):
+    with pytest.raises(ValueError, match="shap: not an option of the 'procedural' source \\(data.options.shap in a config\\).*did you mean 'shape'"):
         open_dataset("procedural", spatial_dims=2, shap=(8, 8))

@@ -1,0 +1,40 @@
+"""python -m ndgan.train CONFIG.yaml [KEY=VALUE ...] [--out RUN_DIR] [--resume auto|PATH]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m ndgan.train",
+        description="Train a StyleGAN2 generator on images or volumes.",
+        epilog="Overrides are dotted config keys with YAML values, e.g. train.kimg=50 train.batch=16 "
+               "data.path=/data/ffhq.zip G.w_dim=256. Multi-GPU: torchrun --nproc_per_node N -m ndgan.train CONFIG.")
+    p.add_argument("config", help="YAML config file (see configs/)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.add_argument("--out", help="run folder (default: runs/<config name>)")
+    p.add_argument("--resume", help="'auto' (newest valid checkpoint in the run folder) or a checkpoint path")
+    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    args = p.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from .loop import train
+
+        out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+        train(cfg, out, args.resume)
+    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Training configuration: YAML in, frozen dataclasses out.
+
+One dataclass per section (``data``, ``G``, ``D``, ``train``), typed defaults and a comment per field.
+Unknown keys are errors that name the key and the closest valid one; wrong types name the key; overrides
+are dotted paths (``train.kimg=5``, ``G.w_dim=256``, ``data.options.n=512``) whose values are parsed as YAML.
+Frozen dataclasses plus this small loader do the job without another dependency (OmegaConf would add one
+for the same checks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "procedural"  # images | hdf5 | nifti | energy | procedural (ndgan.data.open_dataset)
+    path: str | None = None  # file or folder of the data (not used by 'procedural')
+    shape: tuple[int, ...] = (32, 32)  # per-axis sample shape; the networks' output shape
+    channels: int = 3  # channels per sample (3 RGB, 2 energy grids, 1 MRI)
+    periodic: bool = False  # the samples are periodic cells: circular padding in every layer
+    options: dict = field(default_factory=dict)  # further keyword options of the source (n, xflip, spacing, ...)
+    workers: int = 0  # DataLoader worker processes
+
+
+@dataclass(frozen=True)
+class GConfig:
+    z_dim: int = 512  # latent z size
+    w_dim: int = 512  # intermediate latent w size
+    mapping_layers: int = 8  # fully connected layers in the mapping network
+    channel_base: int = 32768  # channels per block: min(channel_base // res, channel_max)
+    channel_max: int = 512
+    architecture: str = "skip"  # skip | resnet | orig
+    base_shape: tuple[int, ...] | None = None  # shape of the learned constant (default: halve shape to >= 4)
+    conv_clamp: float | None = None  # clamp conv outputs (256 with float16 blocks)
+    num_fp16_res: int = 0  # top blocks in reduced precision
+    fp16_dtype: str = "bfloat16"  # float16 | bfloat16 for those blocks
+    attn_res: tuple[int, ...] = ()  # block resolutions with a linear-attention block
+    mapping_lr_multiplier: float = 0.01
+
+
+@dataclass(frozen=True)
+class DConfig:
+    channel_base: int = 32768
+    channel_max: int = 512
+    architecture: str = "resnet"  # resnet | skip | orig
+    mbstd_group_size: int = 4  # minibatch-stddev group (the per-rank batch must be divisible by it)
+    mbstd_num_channels: int = 1
+    conv_clamp: float | None = None
+    num_fp16_res: int = 0
+    fp16_dtype: str = "bfloat16"
+    attn_res: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    kimg: float = 25000.0  # training length in thousands of real samples shown to D
+    batch: int = 32  # global batch, split across ranks
+    seed: int = 0
+    g_lr: float = 0.0025
+    d_lr: float = 0.0025
+    betas: tuple[float, float] = (0.0, 0.99)  # Adam betas (before the lazy-regularisation correction)
+    loss: str = "nonsaturating"  # nonsaturating (StyleGAN2) | wgan-gp (the 3D port's)
+    r1_gamma: float = 10.0  # R1 weight (nonsaturating loss)
+    r1_interval: int = 16  # lazy R1 every this many D steps (0: off)
+    gp_weight: float = 10.0  # gradient penalty weight (wgan-gp loss)
+    pl_weight: float = 2.0  # path-length regularisation weight (0: off)
+    pl_interval: int = 4  # lazy path length every this many G steps
+    pl_batch_shrink: int = 2
+    pl_decay: float = 0.01
+    style_mixing: float = 0.9  # probability of mixing two latents
+    ema_kimg: float = 10.0  # half-life of the generator EMA in kimg
+    ema_rampup: float | None = 0.05  # EMA half-life at most this fraction of the images seen so far
+    snapshot_kimg: float = 50.0  # sample grid + checkpoint every this many kimg
+    keep_checkpoints: int = 3  # keep the last K checkpoints
+    log_steps: int = 20  # stats every this many steps (the only host syncs)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "float32"  # float32 | bfloat16 (autocast); for float16 use G/D.num_fp16_res + conv_clamp
+    compile: bool = False  # torch.compile the main forward passes
+    grid_size: int = 16  # samples in each snapshot grid
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    G: GConfig = field(default_factory=GConfig)
+    D: DConfig = field(default_factory=DConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the file or key, the problem and the fix."""
+
+
+def _closest(key, choices):
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {sorted(choices)}"
+
+
+def _convert(value, hint, where):
+    """Check (and for tuples, convert) ``value`` against the type hint ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    raise TypeError(f"unsupported config type {hint} at {where}")
+
+
+def _build(cls, values, where):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise ConfigError(f"{where}.{key}: unknown key{_closest(key, names)}".lstrip("."))
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = _build(hints[f.name], values[f.name] or {}, f"{where}.{f.name}".lstrip("."))
+        else:
+            kwargs[f.name] = _convert(values[f.name], hints[f.name], f"{where}.{f.name}".lstrip("."))
+    return cls(**kwargs)
+
+
+def apply_overrides(raw: dict, overrides) -> dict:
+    """Apply ``KEY=VALUE`` strings (dotted keys, YAML values) to the nested dict ``raw`` (copied)."""
+    raw = yaml.safe_load(yaml.safe_dump(raw or {}))  # deep copy of plain data
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. train.kimg=5")
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+        node, parts = raw, key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(path=None, overrides=()) -> Config:
+    """Read a YAML file (or nothing: the defaults), apply overrides, validate, return a ``Config``."""
+    raw = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    try:
+        cfg = _build(Config, apply_overrides(raw, overrides), "")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+    return validate(cfg)
+
+
+def validate(cfg: Config) -> Config:
+    """Cross-field checks that the types cannot express."""
+    t, d = cfg.train, cfg.data
+    checks = [
+        (t.kimg > 0, "train.kimg: expected a positive number of kimg"),
+        (t.batch > 0, "train.batch: expected a positive batch size"),
+        (t.snapshot_kimg > 0, "train.snapshot_kimg: expected a positive number"),
+        (t.loss in ("nonsaturating", "wgan-gp"), f"train.loss: expected nonsaturating or wgan-gp, got {t.loss!r}"),
+        (t.precision in ("float32", "bfloat16"),
+         f"train.precision: expected float32 or bfloat16, got {t.precision!r} (float16: set G.num_fp16_res, "
+         f"D.num_fp16_res and conv_clamp=256)"),
+        (t.keep_checkpoints >= 1, "train.keep_checkpoints: expected at least 1"),
+        (t.pl_batch_shrink >= 1 and t.r1_interval >= 0 and t.pl_interval >= 0,
+         "train.pl_batch_shrink must be >= 1 and the intervals >= 0"),
+        (1 <= len(d.shape) <= 3 and all(s > 0 for s in d.shape), f"data.shape: expected 1 to 3 positive sizes, got {d.shape}"),
+        (d.channels > 0, "data.channels: expected a positive number of channels"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    return cfg
+
+
+def to_dict(cfg: Config) -> dict:
+    """Plain nested dict (lists, not tuples): what config.yaml and checkpoints store."""
+    return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(cfg))))
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def from_dict(raw: dict) -> Config:
+    return validate(_build(Config, raw, ""))

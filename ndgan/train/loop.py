@@ -1,0 +1,329 @@
+"""One training function, ``train(cfg, run_dir)``, with one visible loop (StyleGAN2, Karras et al. 2020).
+
+Per step: D main (logistic loss on reals and fakes), lazy R1, G main (non-saturating loss), lazy path-length
+regularisation, EMA of G; stats every ``train.log_steps`` steps; sample grid and checkpoint every
+``train.snapshot_kimg``. Progress counts real samples shown to D. Batches come from a step-indexed sampler
+and all RNG state is checkpointed, so a resumed CPU run ends with exactly the tensors of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import yaml
+
+from .. import losses
+from ..data import open_dataset
+from ..nets import Discriminator, Generator
+from ..viz.grid import sample_grid, save_png
+from . import checkpoint as ckpt
+from . import distributed
+from .config import Config, ConfigError, to_dict
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Batch indices as a function of the step: epoch e shuffles with seed (seed, e); rank r takes its slice
+    of the global batch. Starting at ``start_step`` reproduces an uninterrupted run's batches exactly."""
+
+    def __init__(self, n, batch, seed, start_step=0, rank=0, world=1):
+        if n < batch:
+            raise ConfigError(f"train.batch: {batch} is larger than the dataset ({n} samples)")
+        self.n, self.batch, self.seed, self.start, self.rank, self.world = n, batch, seed, start_step, rank, world
+        self.steps_per_epoch = n // batch
+
+    def __iter__(self):
+        step, per_rank = self.start, self.batch // self.world
+        while True:
+            epoch, pos = divmod(step, self.steps_per_epoch)
+            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
+            batch = perm[pos * self.batch: (pos + 1) * self.batch]
+            yield batch[self.rank * per_rank: (self.rank + 1) * per_rank].tolist()
+            step += 1
+
+
+def source_options(data) -> dict:
+    """The keyword options of ``open_dataset`` for the configured source."""
+    nd = len(data.shape)
+    base = {
+        "procedural": dict(spatial_dims=nd, shape=data.shape, channels=data.channels, periodic=data.periodic),
+        "energy": dict(path=data.path, channels=data.channels),
+        "hdf5": dict(path=data.path, channels=data.channels),
+        "images": dict(path=data.path, channels=data.channels, shape=data.shape),
+        "nifti": dict(path=data.path, shape=data.shape),
+    }.get(data.source, {"path": data.path})
+    return {**base, **data.options}
+
+
+def build_networks(cfg: Config, c_dim: int):
+    nd, d = len(cfg.data.shape), cfg.data
+    padding_mode = "circular" if d.periodic else "zeros"
+    G = Generator(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode, **vars(cfg.G))
+    D = Discriminator(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode, **vars(cfg.D))
+    return G, D
+
+
+def lazy_adam(params, lr, betas, interval):
+    """Adam with StyleGAN2's correction for lazy regularisation every ``interval`` steps (0: none)."""
+    ratio = interval / (interval + 1) if interval else 1.0
+    return torch.optim.Adam(params, lr=lr * ratio, betas=tuple(b**ratio for b in betas), eps=1e-8)
+
+
+def mixed_ws(G, z, c, prob):
+    """Map z; with probability ``prob`` the ws from a random crossover on come from a second latent.
+
+    Decided on the device (no host synchronisation): the second mapping is always computed, then selected.
+    """
+    ws = G.mapping(z, c)
+    if prob <= 0 or G.num_ws < 2:
+        return ws
+    other = G.mapping(torch.randn_like(z), c, update_w_avg=False)
+    cutoff = torch.randint(1, G.num_ws, [], device=z.device)
+    cutoff = torch.where(torch.rand([], device=z.device) < prob, cutoff, torch.full_like(cutoff, G.num_ws))
+    take_other = torch.arange(G.num_ws, device=z.device) >= cutoff  # [num_ws]
+    return torch.where(take_other[None, :, None], other, ws)
+
+
+def _rng_state(device):
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _batch(item, device):
+    x, c = item if isinstance(item, (list, tuple)) else (item, None)
+    return x.to(device, non_blocking=True).float(), None if c is None else c.to(device, non_blocking=True)
+
+
+def train(cfg: Config, run_dir, resume=None) -> Path:
+    """Train according to ``cfg`` into ``run_dir``; ``resume`` is None, 'auto' or a checkpoint path."""
+    t, run_dir = cfg.train, Path(run_dir)
+    rank, world, device = distributed.setup(t.device)
+    if t.batch % world:
+        raise ConfigError(f"train.batch: {t.batch} is not divisible by the {world} processes")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    # Resume: the newest valid checkpoint of the run folder, or a given file.
+    state = None
+    if resume == "auto":
+        _, state = ckpt.latest_valid(run_dir)
+    elif resume:
+        state = ckpt.load(resume)
+    if state is not None:
+        old = state["config"]
+        for section in ("data", "G", "D"):
+            if old[section] != to_dict(cfg)[section]:
+                raise ConfigError(f"resume: the config's '{section}' section differs from the checkpoint's; "
+                                  f"only train.* may change when resuming")
+    if rank == 0:
+        tmp = run_dir / ".config.yaml.tmp"
+        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        tmp.replace(run_dir / "config.yaml")
+    torch.manual_seed(t.seed * 1_000_003 + rank)
+
+    # Data and networks.
+    dataset = open_dataset(cfg.data.source, **source_options(cfg.data))
+    first = dataset[0]
+    sample = first[0] if isinstance(first, (list, tuple)) else first
+    if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
+        raise ConfigError(f"data.shape / data.channels: the {cfg.data.source} data gives samples of "
+                          f"{tuple(sample.shape)}, the config says {(cfg.data.channels, *cfg.data.shape)}")
+    c_dim = first[1].numel() if isinstance(first, (list, tuple)) else 0
+    G, D = build_networks(cfg, c_dim)
+    G, D = G.to(device).train(), D.to(device).train()
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    r1_interval = t.r1_interval if (t.loss == "nonsaturating" and t.r1_gamma > 0) else 0
+    pl_interval = t.pl_interval if t.pl_weight > 0 else 0
+    G_opt = lazy_adam(G.parameters(), t.g_lr, t.betas, pl_interval)
+    D_opt = lazy_adam(D.parameters(), t.d_lr, t.betas, r1_interval)
+    pl_mean = torch.zeros([], device=device)
+    step = nimg = 0
+    if state is not None:
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        G_ema.load_state_dict(state["G_ema"])
+        G_opt.load_state_dict(state["G_opt"])
+        D_opt.load_state_dict(state["D_opt"])
+        pl_mean = state["pl_mean"].to(device)
+        step, nimg = state["step"], state["nimg"]
+        if rank == 0:
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and device.type == "cuda":
+                torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        else:
+            torch.manual_seed(t.seed * 1_000_003 + rank + step)
+    for net in (G, D, G_ema):
+        distributed.broadcast_module(net)
+    synthesis = torch.compile(G.synthesis) if t.compile else G.synthesis  # R1 and path length stay uncompiled:
+    D_main = torch.compile(D) if t.compile else D  # compiled graphs do not support double backward
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if t.precision == "bfloat16" else nullcontext
+
+    per_rank = t.batch // world
+    sampler = StepBatchSampler(len(dataset), t.batch, t.seed, step, rank, world)
+    # The loader gets its own generator: creating an iterator draws a worker seed, and drawing it from the
+    # global RNG after a resume restored that RNG would shift every later random number.
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.workers > 0,
+                                         generator=torch.Generator().manual_seed(t.seed * 1_000_003 + rank + step))
+    batches = iter(loader)
+    grid_gen = torch.Generator().manual_seed(t.seed + 123)
+    grid_z = torch.randn(t.grid_size, G.z_dim, generator=grid_gen).to(device)
+    grid_c = None
+    if c_dim:
+        grid_c = torch.stack([_batch(dataset[i % len(dataset)], "cpu")[1] for i in range(t.grid_size)]).to(device)
+
+    total, snap = int(t.kimg * 1000), max(int(t.snapshot_kimg * 1000), 1)
+    next_snapshot = (nimg // snap + 1) * snap
+    writer = _tensorboard(run_dir) if rank == 0 else None
+    bar = _progress(total, nimg) if rank == 0 else None
+    sums, count, t_log, nimg_log = {}, 0, time.time(), nimg
+
+    def accumulate(name, value):
+        sums[name] = sums.get(name, 0) + value.detach().float()
+
+    def save_snapshot():
+        distributed.check_in_sync(G, world)
+        distributed.check_in_sync(D, world)
+        if rank != 0:
+            return
+        with torch.no_grad():
+            images = torch.cat([G_ema(z, None if grid_c is None else grid_c[i: i + 8], noise_mode="const")
+                                for i, z in zip(range(0, t.grid_size, 8), grid_z.split(8))])
+        save_png(sample_grid(images.cpu()), run_dir / f"samples-{nimg:09d}.png")
+        ckpt.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
+                   "G_opt": G_opt.state_dict(), "D_opt": D_opt.state_dict(), "G_kwargs": G.init_kwargs,
+                   "D_kwargs": D.init_kwargs, "config": to_dict(cfg), "step": step, "nimg": nimg,
+                   "pl_mean": pl_mean.detach().cpu(), "rng": _rng_state(device),
+                   "data_metadata": _plain_metadata(dataset)}, run_dir / ckpt.checkpoint_name(nimg))
+        ckpt.prune(run_dir, t.keep_checkpoints)
+
+    while nimg < total:
+        reals, c = _batch(next(batches), device)
+        z = torch.randn(per_rank, G.z_dim, device=device)
+
+        # D main: logistic loss (or WGAN-GP) on reals and fakes; G's output is a constant here.
+        D.requires_grad_(True)
+        with torch.no_grad(), autocast():
+            fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
+        with autocast():
+            real_logits, fake_logits = D_main(reals, c), D_main(fakes, c)
+            if t.loss == "nonsaturating":
+                d_loss = losses.d_logistic(real_logits, fake_logits)
+            else:
+                d_loss = losses.wgan_d(real_logits, fake_logits)
+        if t.loss == "wgan-gp":
+            d_loss = d_loss + t.gp_weight * losses.gradient_penalty(D, reals, fakes, c).mean()
+        D_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        distributed.average_gradients(D.parameters(), world)
+        D_opt.step()
+        accumulate("loss/D", d_loss)
+
+        # R1, lazily: gamma/2 * |grad D(real)|^2 every r1_interval steps, scaled by the interval.
+        if r1_interval and step % r1_interval == 0:
+            reals_r1 = reals.detach().requires_grad_(True)
+            r1 = losses.r1_penalty(D(reals_r1, c), reals_r1)
+            D_opt.zero_grad(set_to_none=True)
+            (r1.mean() * (t.r1_gamma / 2) * r1_interval).backward()
+            distributed.average_gradients(D.parameters(), world)
+            D_opt.step()
+            accumulate("loss/R1", r1.mean())
+
+        # G main: non-saturating loss through a frozen D.
+        D.requires_grad_(False)
+        z = torch.randn(per_rank, G.z_dim, device=device)
+        with autocast():
+            fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
+            fake_logits = D_main(fakes, c)
+            g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
+        G_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        distributed.average_gradients(G.parameters(), world)
+        G_opt.step()
+        accumulate("loss/G", g_loss)
+
+        # Path length, lazily: (|J_w^T y| - a)^2 on a smaller batch every pl_interval steps.
+        if pl_interval and step % pl_interval == 0:
+            n_pl = max(per_rank // t.pl_batch_shrink, 1)
+            ws = mixed_ws(G, torch.randn(n_pl, G.z_dim, device=device), None if c is None else c[:n_pl],
+                          t.style_mixing)
+            images = G.synthesis(ws)
+            lengths = losses.path_lengths(images, ws, losses.path_length_noise(images))
+            penalty, pl_mean = losses.path_length_penalty(lengths, pl_mean, t.pl_decay)
+            pl_mean = pl_mean.detach()
+            G_opt.zero_grad(set_to_none=True)
+            (penalty.mean() * t.pl_weight * pl_interval).backward()
+            distributed.average_gradients(G.parameters(), world)
+            G_opt.step()
+            accumulate("loss/PL", penalty.mean())
+
+        # EMA of G with a half-life of ema_kimg (ramped up over the first images).
+        step, nimg = step + 1, nimg + t.batch
+        ema_nimg = t.ema_kimg * 1000
+        if t.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, nimg * t.ema_rampup)
+        beta = 0.5 ** (t.batch / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                p_ema.copy_(p.lerp(p_ema, beta))
+            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                b_ema.copy_(b)
+        count += 1
+
+        # Log: the only host synchronisation, every log_steps steps.
+        if rank == 0 and (step % t.log_steps == 0 or nimg >= total):
+            now = time.time()
+            stats = {"kimg": nimg / 1000, "step": step, "sec_per_kimg": (now - t_log) / max((nimg - nimg_log) / 1000, 1e-9),
+                     "pl_mean": float(pl_mean), **{k: float(v) / count for k, v in sums.items()}}
+            with open(run_dir / "stats.jsonl", "a") as f:
+                f.write(json.dumps(stats) + "\n")
+            if writer is not None:
+                for k, v in stats.items():
+                    writer.add_scalar(k, v, nimg)
+            if bar is not None:
+                bar.update(nimg - bar.n)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k.startswith("loss")})
+            sums, count, t_log, nimg_log = {}, 0, now, nimg
+
+        # Snapshot: sample grid and checkpoint every snapshot_kimg, and at the end.
+        if nimg >= next_snapshot or nimg >= total:
+            save_snapshot()
+            next_snapshot = (nimg // snap + 1) * snap
+    if bar is not None:
+        bar.close()
+    if writer is not None:
+        writer.close()
+    distributed.cleanup()
+    return run_dir
+
+
+def _plain_metadata(dataset):
+    meta = getattr(dataset, "metadata", {})
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in meta.items()
+            if isinstance(v, (int, float, str, bool, list, tuple, type(None)))}
+
+
+def _tensorboard(run_dir):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _progress(total, start):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, initial=start, unit="img", unit_scale=True, dynamic_ncols=True, mininterval=2.0)

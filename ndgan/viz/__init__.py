@@ -1,0 +1,1 @@
+"""Pictures of samples: grids of images and of volume slices."""

@@ -1,0 +1,97 @@
+import math
+
+import pytest
+import torch
+
+from ndgan import losses
+from ndgan.train.config import ConfigError, from_dict, load_config, to_dict
+from ndgan.train.loop import lazy_adam, mixed_ws
+
+
+def test_config_defaults_overrides_and_round_trip():
+    cfg = load_config("configs/tiny3d.yaml", ["train.kimg=3", "G.w_dim=32", "data.options.length=64"])
+    assert cfg.train.kimg == 3.0 and cfg.G.w_dim == 32 and cfg.data.shape == (16, 16, 16)
+    assert cfg.data.options == {"length": 64, "seed": 0} and cfg.data.periodic is True
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["train.kimgs=5"], "train.kimgs: unknown key \\(did you mean 'kimg'\\?\\)"),
+    (["trian.kimg=5"], "trian: unknown key \\(did you mean 'train'\\?\\)"),
+    (["train.batch=2.5"], "train.batch: expected an integer, got 2.5"),
+    (["train.betas=[0.0]"], "train.betas: expected a list of 2 values"),
+    (["data.periodic=maybe"], "data.periodic: expected true or false"),
+    (["train.kimg=-1"], "train.kimg: expected a positive number"),
+    (["train.loss=hinge"], "train.loss: expected nonsaturating or wgan-gp"),
+    (["train.precision=float16"], "train.precision: expected float32 or bfloat16"),
+    (["kimg"], "override 'kimg': expected KEY=VALUE"),
+])
+def test_config_errors_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("configs/tiny2d.yaml", overrides)
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {kimg: [1,\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    bad.write_text("G:\n  wdim: 3\n")
+    with pytest.raises(ConfigError, match="bad.yaml: G.wdim: unknown key \\(did you mean 'w_dim'\\?\\)"):
+        load_config(bad)
+
+
+def test_logistic_losses_by_hand():
+    real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    assert losses.d_logistic(real, fake).item() == pytest.approx((sp(0.5) + sp(-3)) / 2 + (sp(-2) + sp(1)) / 2)
+    assert losses.g_nonsaturating(fake).item() == pytest.approx((sp(-0.5) + sp(3)) / 2)
+
+
+def test_r1_against_closed_form():
+    """D(x) = sum(a * x^2) has grad 2 a x, so R1 = sum((2 a x)^2) per sample."""
+    a = torch.tensor(0.7)
+    x = torch.randn(3, 2, 4, 4, requires_grad=True)
+    r1 = losses.r1_penalty((a * x.square()).flatten(1).sum(1, keepdim=True), x)
+    torch.testing.assert_close(r1, (2 * a * x.detach()).square().flatten(1).sum(1))
+
+
+def test_path_length_noise_scaling_and_penalty_in_3d():
+    images = torch.zeros(64, 2, 8, 12, 10)
+    noise = losses.path_length_noise(images)
+    assert noise.std().item() == pytest.approx(1 / math.sqrt(8 * 12 * 10), rel=0.02)
+    # images = ws[:, 0] * k  ->  J^T y = k * sum(y) in the first w, zero elsewhere.
+    ws = torch.randn(4, 3, 5, requires_grad=True)
+    k = torch.randn(5, 6)
+    imgs = (ws[:, 0] @ k).reshape(4, 1, 6)
+    y = torch.randn_like(imgs)
+    lengths = losses.path_lengths(imgs, ws, y)
+    expected = ((y[:, 0] @ k.T).square().sum(1) / 3).sqrt()
+    torch.testing.assert_close(lengths, expected)
+    penalty, mean = losses.path_length_penalty(lengths, torch.tensor(0.0), 0.01)
+    torch.testing.assert_close(mean, 0.01 * lengths.detach().mean())
+    torch.testing.assert_close(penalty, (lengths - mean).square())
+
+
+def test_lazy_regularisation_corrects_lr_and_betas():
+    opt = lazy_adam([torch.nn.Parameter(torch.zeros(1))], 0.002, (0.0, 0.99), 16)
+    group = opt.param_groups[0]
+    assert group["lr"] == pytest.approx(0.002 * 16 / 17)
+    assert group["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    assert lazy_adam([torch.nn.Parameter(torch.zeros(1))], 0.002, (0.0, 0.99), 0).param_groups[0]["lr"] == 0.002
+
+
+def test_style_mixing_takes_a_suffix_from_a_second_latent():
+    from ndgan.nets import Generator
+
+    G = Generator(2, (16, 16), 3, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8).eval()
+    z = torch.randn(2, 8)
+    plain = G.mapping(z)
+    torch.manual_seed(0)
+    mixed = mixed_ws(G, z, None, prob=1.0)
+    same = (mixed == plain).all(dim=2).all(dim=0)  # [num_ws]
+    cut = int(same.logical_not().nonzero()[0])
+    assert cut >= 1 and same[:cut].all() and not same[cut:].any()
+    assert torch.equal(mixed_ws(G, z, None, prob=0.0), plain)
