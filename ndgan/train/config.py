@@ -28,6 +28,7 @@ class DataConfig:
     periodic: bool = False  # the samples are periodic cells: circular padding in every layer
     options: dict = field(default_factory=dict)  # further keyword options of the source (n, xflip, spacing, ...)
     workers: int = 0  # DataLoader worker processes
+    missing_hint: str | None = None  # said when data.path does not exist: what to download, where to put it
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ hooks do not support.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
@@ -63,6 +64,16 @@ def check_in_sync(module, world: int) -> None:
     if not torch.allclose(values, values[0].expand_as(values), rtol=1e-6, atol=1e-6):
         raise RuntimeError(f"ranks disagree on the parameters (checksums {values.tolist()}): gradients were not "
                            f"averaged across processes")
+
+
+@contextmanager
+def rank_zero_first():
+    """Run the body on rank 0 first (e.g. generating a dataset file), then on the other ranks."""
+    if dist.is_initialized() and dist.get_rank() != 0:
+        dist.barrier()
+    yield
+    if dist.is_initialized() and dist.get_rank() == 0:
+        dist.barrier()
 
 
 def cleanup():

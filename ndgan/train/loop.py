@@ -132,7 +132,11 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
     torch.manual_seed(t.seed * 1_000_003 + rank)
 
     # Data and networks.
-    dataset = open_dataset(cfg.data.source, **source_options(cfg.data))
+    if cfg.data.source != "procedural" and cfg.data.source != "energy" and not _exists(cfg.data.path):
+        raise ConfigError(f"data.path: {cfg.data.path} does not exist. "
+                          + (cfg.data.missing_hint or "Point data.path at the dataset."))
+    with distributed.rank_zero_first():  # rank 0 generates or caches data files, the others then read them
+        dataset = open_dataset(cfg.data.source, **source_options(cfg.data))
     first = dataset[0]
     sample = first[0] if isinstance(first, (list, tuple)) else first
     if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
@@ -305,6 +309,12 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
         writer.close()
     distributed.cleanup()
     return run_dir
+
+
+def _exists(path) -> bool:
+    import glob
+
+    return path is not None and (Path(path).exists() or bool(glob.glob(str(path))))
 
 
 def _plain_metadata(dataset):

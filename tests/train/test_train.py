@@ -58,7 +58,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
     assert "train.kimgs: unknown key (did you mean 'kimg'?)" in err and err.count("\n") == 1
     assert cli(["configs/tiny2d.yaml", "data.source=hdf5", "data.path=" + str(tmp_path / "none.h5"),
                 "data.options={}", "--out", str(tmp_path / "z")]) == 2
-    assert "no such HDF5 file" in capsys.readouterr().err
+    assert "none.h5 does not exist" in capsys.readouterr().err
 
 
 def test_two_process_gloo_run(tmp_path):
@@ -74,3 +74,31 @@ def test_two_process_gloo_run(tmp_path):
     assert "checkpoint-000000032.pt" in names and "config.yaml" in names
     stats = (tmp_path / "ddp" / "stats.jsonl").read_text().splitlines()
     assert len(stats) == len(set(stats))  # one writer
+
+
+def test_conditional_training_from_labelled_hdf5(tmp_path):
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / "d.h5", "w") as h5:
+        h5["data"] = rng.uniform(-1, 1, (32, 1, 16, 16)).astype(np.float32)
+        h5["labels"] = rng.integers(0, 3, 32)
+    out = run("configs/tiny2d.yaml", tmp_path / "c", "data.source=hdf5", f"data.path={tmp_path / 'd.h5'}",
+              "data.shape=[16,16]", "data.channels=1", "data.options={label_key: labels}", "train.kimg=0.016",
+              "train.snapshot_kimg=0.016")
+    state = torch.load(out / "checkpoint-000000016.pt", weights_only=True)
+    assert state["G_kwargs"]["c_dim"] == 3 and "mapping.embed.weight" in state["D"]
+
+
+def test_bfloat16_autocast_run(tmp_path):
+    out = run("configs/tiny3d.yaml", tmp_path / "bf", "train.precision=bfloat16", "train.kimg=0.016",
+              "train.snapshot_kimg=0.016")
+    state = torch.load(out / "checkpoint-000000016.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["G"].values())
+
+
+def test_missing_data_says_what_to_download(tmp_path, capsys):
+    assert cli(["configs/ffhq2d.yaml", f"data.path={tmp_path / 'nope'}", "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "FFHQ thumbnails" in err and err.count("\n") == 1
