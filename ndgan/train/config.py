@@ -83,7 +83,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # keep the last K checkpoints
     log_steps: int = 20  # stats every this many steps (the only host syncs)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "float32"  # float32 | bfloat16 (autocast); for float16 use G/D.num_fp16_res + conv_clamp
+    precision: str = "float32"  # float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
     compile: bool = False  # torch.compile the main forward passes
     grid_size: int = 16  # samples in each snapshot grid
 
@@ -209,9 +209,8 @@ def validate(cfg: Config) -> Config:
         (t.batch > 0, "train.batch: expected a positive batch size"),
         (t.snapshot_kimg > 0, "train.snapshot_kimg: expected a positive number"),
         (t.loss in ("nonsaturating", "wgan-gp"), f"train.loss: expected nonsaturating or wgan-gp, got {t.loss!r}"),
-        (t.precision in ("float32", "bfloat16"),
-         f"train.precision: expected float32 or bfloat16, got {t.precision!r} (float16: set G.num_fp16_res, "
-         f"D.num_fp16_res and conv_clamp=256)"),
+        (t.precision in ("float32", "bfloat16", "float16"),
+         f"train.precision: expected float32, bfloat16 or float16, got {t.precision!r}"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints: expected at least 1"),
         (t.pl_batch_shrink >= 1 and t.r1_interval >= 0 and t.pl_interval >= 0,
          "train.pl_batch_shrink must be >= 1 and the intervals >= 0"),

@@ -101,7 +101,7 @@ def _batch(item, device):
     return x.to(device, non_blocking=True).float(), None if c is None else c.to(device, non_blocking=True)
 
 
-def train(cfg: Config, run_dir, resume=None) -> Path:
+def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     """Train according to ``cfg`` into ``run_dir``; ``resume`` is None, 'auto' or a checkpoint path."""
     t, run_dir = cfg.train, Path(run_dir)
     rank, world, device = distributed.setup(t.device)
@@ -150,6 +150,11 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
     pl_interval = t.pl_interval if t.pl_weight > 0 else 0
     G_opt = lazy_adam(G.parameters(), t.g_lr, t.betas, pl_interval)
     D_opt = lazy_adam(D.parameters(), t.d_lr, t.betas, r1_interval)
+    # Autocast for the main passes; R1 and path length run in full precision. float16 needs loss scaling.
+    low = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(t.precision)
+    autocast = (lambda: torch.autocast(device.type, dtype=low)) if low is not None else nullcontext
+    scalers = {name: torch.amp.GradScaler(device.type, enabled=t.precision == "float16") for name in ("G", "D")}
+
     pl_mean = torch.zeros([], device=device)
     step = nimg = 0
     if state is not None:
@@ -159,6 +164,9 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
         G_opt.load_state_dict(state["G_opt"])
         D_opt.load_state_dict(state["D_opt"])
         pl_mean = state["pl_mean"].to(device)
+        for name, scaler_state in state.get("scalers", {}).items():
+            if scaler_state:
+                scalers[name].load_state_dict(scaler_state)
         step, nimg = state["step"], state["nimg"]
         if rank == 0:
             torch.set_rng_state(state["rng"]["torch"])
@@ -170,8 +178,6 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
         distributed.broadcast_module(net)
     synthesis = torch.compile(G.synthesis) if t.compile else G.synthesis  # R1 and path length stay uncompiled:
     D_main = torch.compile(D) if t.compile else D  # compiled graphs do not support double backward
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if t.precision == "bfloat16" else nullcontext
-
     per_rank = t.batch // world
     sampler = StepBatchSampler(len(dataset), t.batch, t.seed, step, rank, world)
     # The loader gets its own generator: creating an iterator draws a worker seed, and drawing it from the
@@ -203,11 +209,15 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
         with torch.no_grad():
             images = torch.cat([G_ema(z, None if grid_c is None else grid_c[i: i + 8], noise_mode="const")
                                 for i, z in zip(range(0, t.grid_size, 8), grid_z.split(8))])
-        save_png(sample_grid(images.cpu()), run_dir / f"samples-{nimg:09d}.png")
+        grid = sample_grid(images.cpu())
+        save_png(grid, run_dir / f"samples-{nimg:09d}.png")
+        if writer is not None:
+            writer.add_image("samples", grid, nimg, dataformats="HWC" if grid.ndim == 3 else "HW")
         ckpt.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
                    "G_opt": G_opt.state_dict(), "D_opt": D_opt.state_dict(), "G_kwargs": G.init_kwargs,
                    "D_kwargs": D.init_kwargs, "config": to_dict(cfg), "step": step, "nimg": nimg,
                    "pl_mean": pl_mean.detach().cpu(), "rng": _rng_state(device),
+                   "scalers": {k: v.state_dict() for k, v in scalers.items()},
                    "data_metadata": _plain_metadata(dataset)}, run_dir / ckpt.checkpoint_name(nimg))
         ckpt.prune(run_dir, t.keep_checkpoints)
 
@@ -228,9 +238,11 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
         if t.loss == "wgan-gp":
             d_loss = d_loss + t.gp_weight * losses.gradient_penalty(D, reals, fakes, c).mean()
         D_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
+        scalers["D"].scale(d_loss).backward()
+        scalers["D"].unscale_(D_opt)
         distributed.average_gradients(D.parameters(), world)
-        D_opt.step()
+        scalers["D"].step(D_opt)
+        scalers["D"].update()
         accumulate("loss/D", d_loss)
 
         # R1, lazily: gamma/2 * |grad D(real)|^2 every r1_interval steps, scaled by the interval.
@@ -251,9 +263,11 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
             fake_logits = D_main(fakes, c)
             g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
         G_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
+        scalers["G"].scale(g_loss).backward()
+        scalers["G"].unscale_(G_opt)
         distributed.average_gradients(G.parameters(), world)
-        G_opt.step()
+        scalers["G"].step(G_opt)
+        scalers["G"].update()
         accumulate("loss/G", g_loss)
 
         # Path length, lazily: (|J_w^T y| - a)^2 on a smaller batch every pl_interval steps.
@@ -296,7 +310,8 @@ def train(cfg: Config, run_dir, resume=None) -> Path:
                     writer.add_scalar(k, v, nimg)
             if bar is not None:
                 bar.update(nimg - bar.n)
-                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k.startswith("loss")})
+                bar.set_postfix({"kimg": f"{stats['kimg']:.2f}", "s/kimg": f"{stats['sec_per_kimg']:.3g}",
+                                 **{k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k.startswith("loss")}})
             sums, count, t_log, nimg_log = {}, 0, now, nimg
 
         # Snapshot: sample grid and checkpoint every snapshot_kimg, and at the end.

@@ -23,7 +23,7 @@ def test_config_defaults_overrides_and_round_trip():
     (["data.periodic=maybe"], "data.periodic: expected true or false"),
     (["train.kimg=-1"], "train.kimg: expected a positive number"),
     (["train.loss=hinge"], "train.loss: expected nonsaturating or wgan-gp"),
-    (["train.precision=float16"], "train.precision: expected float32 or bfloat16"),
+    (["train.precision=float8"], "train.precision: expected float32, bfloat16 or float16"),
     (["kimg"], "override 'kimg': expected KEY=VALUE"),
 ])
 def test_config_errors_name_the_key(overrides, match):

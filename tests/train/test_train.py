@@ -102,3 +102,11 @@ def test_missing_data_says_what_to_download(tmp_path, capsys):
     assert cli(["configs/ffhq2d.yaml", f"data.path={tmp_path / 'nope'}", "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "FFHQ thumbnails" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("overrides", [("train.loss=wgan-gp",), ("train.precision=float16",)])
+def test_wgan_gp_and_float16_runs(tmp_path, overrides):
+    out = run("configs/tiny2d.yaml", tmp_path / "w", "train.kimg=0.016", "train.snapshot_kimg=0.016", *overrides)
+    state = torch.load(out / "checkpoint-000000016.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in state["G"].values())
+    assert all(torch.isfinite(v).all() for v in state["D"].values())
