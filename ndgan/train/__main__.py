@@ -27,7 +27,7 @@ def main(argv=None) -> int:
 
         out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
         train(cfg, out, args.resume)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ConfigError, ValueError, OSError) as e:  # bad input, missing files, a full disk: one line
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

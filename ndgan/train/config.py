@@ -130,6 +130,11 @@ def _convert(value, hint, where):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 2e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -138,6 +143,8 @@ def _convert(value, hint, where):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     if hint is dict or origin is dict:
+        if value is None:  # an empty section in the YAML
+            return {}
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
@@ -176,7 +183,9 @@ def apply_overrides(raw: dict, overrides) -> dict:
             raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
         node, parts = raw, key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # missing, or left empty in the YAML
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
         node[parts[-1]] = value
@@ -216,6 +225,13 @@ def validate(cfg: Config) -> Config:
          "train.pl_batch_shrink must be >= 1 and the intervals >= 0"),
         (1 <= len(d.shape) <= 3 and all(s > 0 for s in d.shape), f"data.shape: expected 1 to 3 positive sizes, got {d.shape}"),
         (d.channels > 0, "data.channels: expected a positive number of channels"),
+        (t.grid_size >= 1, "train.grid_size: expected at least 1 sample"),
+        (t.log_steps >= 1, "train.log_steps: expected at least 1"),
+        (t.ema_kimg > 0, "train.ema_kimg: expected a positive half-life"),
+        (0 <= t.style_mixing <= 1, "train.style_mixing: expected a probability in [0, 1]"),
+        (0 <= t.pl_decay <= 1, "train.pl_decay: expected a value in [0, 1]"),
+        (t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
+         f"train.device: expected auto, cpu, cuda or cuda:N, got {t.device!r}"),
     ]
     for ok, message in checks:
         if not ok:

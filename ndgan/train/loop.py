@@ -74,6 +74,27 @@ def lazy_adam(params, lr, betas, interval):
     return torch.optim.Adam(params, lr=lr * ratio, betas=tuple(b**ratio for b in betas), eps=1e-8)
 
 
+def set_lazy_hparams(opt, lr, betas, interval):
+    """Put the config's lr and betas (with the lazy-regularisation correction) into ``opt`` (after a resume
+    restored the checkpoint's)."""
+    ratio = interval / (interval + 1) if interval else 1.0
+    for group in opt.param_groups:
+        group["lr"], group["betas"] = lr * ratio, tuple(b**ratio for b in betas)
+
+
+def optimizer_step(opt, loss, params, world, scaler):
+    """Backward (scaled for float16), average gradients over ranks, step.
+
+    The average comes before unscaling, so every rank sees the same inf/nan check and skips the same steps.
+    """
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    distributed.average_gradients(params, world)
+    scaler.unscale_(opt)
+    scaler.step(opt)
+    scaler.update()
+
+
 def mixed_ws(G, z, c, prob):
     """Map z; with probability ``prob`` the ws from a random crossover on come from a second latent.
 
@@ -119,12 +140,20 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         _, state = ckpt.latest_valid(run_dir)
     elif resume:
         state = ckpt.load(resume)
+    elif ckpt.list_checkpoints(run_dir):
+        raise FileExistsError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume auto to continue "
+                              f"it, or choose another --out")
     if state is not None:
-        old = state["config"]
-        for section in ("data", "G", "D"):
-            if old[section] != to_dict(cfg)[section]:
-                raise ConfigError(f"resume: the config's '{section}' section differs from the checkpoint's; "
-                                  f"only train.* may change when resuming")
+        old, new = state["config"], to_dict(cfg)
+        fixed = {"data": ("source", "shape", "channels", "periodic"), "G": None, "D": None}
+        for section, keys in fixed.items():
+            pick = (lambda d: d) if keys is None else (lambda d: {k: d[k] for k in keys})
+            if pick(old[section]) != pick(new[section]):
+                raise ConfigError(f"resume: the config's '{section}' section differs from the checkpoint's in what "
+                                  f"defines the networks or the data; only train.* and data.path/options/workers "
+                                  f"may change when resuming")
+        if state["nimg"] >= int(round(t.kimg * 1000)) and rank == 0:
+            print(f"nothing to do: the checkpoint is at {state['nimg'] / 1000:g} kimg, train.kimg={t.kimg:g}")
     if rank == 0:
         tmp = run_dir / ".config.yaml.tmp"
         tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -154,6 +183,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     low = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(t.precision)
     autocast = (lambda: torch.autocast(device.type, dtype=low)) if low is not None else nullcontext
     scalers = {name: torch.amp.GradScaler(device.type, enabled=t.precision == "float16") for name in ("G", "D")}
+    unscaled = torch.amp.GradScaler(device.type, enabled=False)  # R1 and path length: plain steps
 
     pl_mean = torch.zeros([], device=device)
     step = nimg = 0
@@ -163,6 +193,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         G_ema.load_state_dict(state["G_ema"])
         G_opt.load_state_dict(state["G_opt"])
         D_opt.load_state_dict(state["D_opt"])
+        set_lazy_hparams(G_opt, t.g_lr, t.betas, pl_interval)  # train.* may change on resume
+        set_lazy_hparams(D_opt, t.d_lr, t.betas, r1_interval)
         pl_mean = state["pl_mean"].to(device)
         for name, scaler_state in state.get("scalers", {}).items():
             if scaler_state:
@@ -179,6 +211,11 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     synthesis = torch.compile(G.synthesis) if t.compile else G.synthesis  # R1 and path length stay uncompiled:
     D_main = torch.compile(D) if t.compile else D  # compiled graphs do not support double backward
     per_rank = t.batch // world
+    group = cfg.D.mbstd_group_size
+    if cfg.D.mbstd_num_channels and group and per_rank % min(group, per_rank):
+        raise ConfigError(f"train.batch: {t.batch} over {world} process(es) gives {per_rank} per process, which "
+                          f"D.mbstd_group_size={group} does not divide; use a batch of {world} x a multiple of "
+                          f"{min(group, per_rank)}")
     sampler = StepBatchSampler(len(dataset), t.batch, t.seed, step, rank, world)
     # The loader gets its own generator: creating an iterator draws a worker seed, and drawing it from the
     # global RNG after a resume restored that RNG would shift every later random number.
@@ -192,14 +229,15 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     if c_dim:
         grid_c = torch.stack([_batch(dataset[i % len(dataset)], "cpu")[1] for i in range(t.grid_size)]).to(device)
 
-    total, snap = int(t.kimg * 1000), max(int(t.snapshot_kimg * 1000), 1)
+    total, snap = int(round(t.kimg * 1000)), max(int(round(t.snapshot_kimg * 1000)), 1)
     next_snapshot = (nimg // snap + 1) * snap
     writer = _tensorboard(run_dir) if rank == 0 else None
     bar = _progress(total, nimg) if rank == 0 else None
-    sums, count, t_log, nimg_log = {}, 0, time.time(), nimg
+    sums, counts, t_log, nimg_log = {}, {}, time.time(), nimg
 
-    def accumulate(name, value):
+    def accumulate(name, value):  # logged averages are over the steps where the term ran
         sums[name] = sums.get(name, 0) + value.detach().float()
+        counts[name] = counts.get(name, 0) + 1
 
     def save_snapshot():
         distributed.check_in_sync(G, world)
@@ -237,22 +275,14 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 d_loss = losses.wgan_d(real_logits, fake_logits)
         if t.loss == "wgan-gp":
             d_loss = d_loss + t.gp_weight * losses.gradient_penalty(D, reals, fakes, c).mean()
-        D_opt.zero_grad(set_to_none=True)
-        scalers["D"].scale(d_loss).backward()
-        scalers["D"].unscale_(D_opt)
-        distributed.average_gradients(D.parameters(), world)
-        scalers["D"].step(D_opt)
-        scalers["D"].update()
+        optimizer_step(D_opt, d_loss, list(D.parameters()), world, scalers["D"])
         accumulate("loss/D", d_loss)
 
         # R1, lazily: gamma/2 * |grad D(real)|^2 every r1_interval steps, scaled by the interval.
         if r1_interval and step % r1_interval == 0:
             reals_r1 = reals.detach().requires_grad_(True)
             r1 = losses.r1_penalty(D(reals_r1, c), reals_r1)
-            D_opt.zero_grad(set_to_none=True)
-            (r1.mean() * (t.r1_gamma / 2) * r1_interval).backward()
-            distributed.average_gradients(D.parameters(), world)
-            D_opt.step()
+            optimizer_step(D_opt, r1.mean() * (t.r1_gamma / 2) * r1_interval, list(D.parameters()), world, unscaled)
             accumulate("loss/R1", r1.mean())
 
         # G main: non-saturating loss through a frozen D.
@@ -262,12 +292,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
             fake_logits = D_main(fakes, c)
             g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
-        G_opt.zero_grad(set_to_none=True)
-        scalers["G"].scale(g_loss).backward()
-        scalers["G"].unscale_(G_opt)
-        distributed.average_gradients(G.parameters(), world)
-        scalers["G"].step(G_opt)
-        scalers["G"].update()
+        optimizer_step(G_opt, g_loss, list(G.parameters()), world, scalers["G"])
         accumulate("loss/G", g_loss)
 
         # Path length, lazily: (|J_w^T y| - a)^2 on a smaller batch every pl_interval steps.
@@ -279,10 +304,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             lengths = losses.path_lengths(images, ws, losses.path_length_noise(images))
             penalty, pl_mean = losses.path_length_penalty(lengths, pl_mean, t.pl_decay)
             pl_mean = pl_mean.detach()
-            G_opt.zero_grad(set_to_none=True)
-            (penalty.mean() * t.pl_weight * pl_interval).backward()
-            distributed.average_gradients(G.parameters(), world)
-            G_opt.step()
+            optimizer_step(G_opt, penalty.mean() * t.pl_weight * pl_interval, list(G.parameters()), world, unscaled)
             accumulate("loss/PL", penalty.mean())
 
         # EMA of G with a half-life of ema_kimg (ramped up over the first images).
@@ -296,13 +318,12 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 p_ema.copy_(p.lerp(p_ema, beta))
             for b_ema, b in zip(G_ema.buffers(), G.buffers()):
                 b_ema.copy_(b)
-        count += 1
 
         # Log: the only host synchronisation, every log_steps steps.
         if rank == 0 and (step % t.log_steps == 0 or nimg >= total):
             now = time.time()
             stats = {"kimg": nimg / 1000, "step": step, "sec_per_kimg": (now - t_log) / max((nimg - nimg_log) / 1000, 1e-9),
-                     "pl_mean": float(pl_mean), **{k: float(v) / count for k, v in sums.items()}}
+                     "pl_mean": float(pl_mean), **{k: float(v) / counts[k] for k, v in sums.items()}}
             with open(run_dir / "stats.jsonl", "a") as f:
                 f.write(json.dumps(stats) + "\n")
             if writer is not None:
@@ -312,7 +333,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 bar.update(nimg - bar.n)
                 bar.set_postfix({"kimg": f"{stats['kimg']:.2f}", "s/kimg": f"{stats['sec_per_kimg']:.3g}",
                                  **{k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k.startswith("loss")}})
-            sums, count, t_log, nimg_log = {}, 0, now, nimg
+            sums, counts, t_log, nimg_log = {}, {}, now, nimg
 
         # Snapshot: sample grid and checkpoint every snapshot_kimg, and at the end.
         if nimg >= next_snapshot or nimg >= total:

@@ -25,6 +25,10 @@ def test_config_defaults_overrides_and_round_trip():
     (["train.loss=hinge"], "train.loss: expected nonsaturating or wgan-gp"),
     (["train.precision=float8"], "train.precision: expected float32, bfloat16 or float16"),
     (["kimg"], "override 'kimg': expected KEY=VALUE"),
+    (["train.grid_size=0"], "train.grid_size: expected at least 1"),
+    (["train.log_steps=0"], "train.log_steps: expected at least 1"),
+    (["train.style_mixing=1.5"], "train.style_mixing: expected a probability"),
+    (["train.device=tpu"], "train.device: expected auto, cpu, cuda or cuda:N"),
 ])
 def test_config_errors_name_the_key(overrides, match):
     with pytest.raises(ConfigError, match=match):
@@ -95,3 +99,52 @@ def test_style_mixing_takes_a_suffix_from_a_second_latent():
     cut = int(same.logical_not().nonzero()[0])
     assert cut >= 1 and same[:cut].all() and not same[cut:].any()
     assert torch.equal(mixed_ws(G, z, None, prob=0.0), plain)
+
+
+def test_yaml_1_1_floats_and_empty_sections(tmp_path):
+    cfg = load_config("configs/tiny2d.yaml", ["train.d_lr=2e-3", "train.kimg=1e3"])
+    assert cfg.train.d_lr == 0.002 and cfg.train.kimg == 1000.0
+    (tmp_path / "c.yaml").write_text("G:\ndata:\n  options:\n")
+    cfg = load_config(tmp_path / "c.yaml", ["G.w_dim=32"])
+    assert cfg.G.w_dim == 32 and cfg.data.options == {}
+
+
+def test_checkpoint_prune_and_torn_files(tmp_path):
+    import warnings
+
+    from ndgan.train import checkpoint as ckpt
+
+    for nimg in (8, 16, 24):
+        ckpt.save({"nimg": nimg}, tmp_path / ckpt.checkpoint_name(nimg))
+    ckpt.prune(tmp_path, 2)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["checkpoint-000000016.pt", "checkpoint-000000024.pt"]
+    (tmp_path / ckpt.checkpoint_name(32)).write_bytes(b"torn")  # a killed write of a newer checkpoint
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path, state = ckpt.latest_valid(tmp_path)
+    assert path.name == "checkpoint-000000024.pt" and state["nimg"] == 24
+    assert any("not a loadable ndgan checkpoint" in str(w.message) for w in caught)
+    with pytest.raises(ValueError, match="incompatible version"):
+        torch.save({"format_version": 0}, tmp_path / "old.pt")
+        ckpt.load(tmp_path / "old.pt")
+
+
+def _average_worker(rank, path, out):
+    import torch.distributed as dist
+
+    from ndgan.train.distributed import average_gradients
+
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2)
+    p = torch.nn.Parameter(torch.zeros(3))
+    p.grad = torch.full((3,), float(rank + 1))
+    average_gradients([p], 2)
+    torch.save(p.grad, f"{out}{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_average_gradients_averages_across_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_average_worker, args=(str(tmp_path / "store"), str(tmp_path / "g")), nprocs=2)
+    for rank in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"g{rank}.pt"), torch.full((3,), 1.5))  # (1 + 2) / 2
