@@ -21,7 +21,7 @@ from ndgan.data import energy
 from ndgan.data.hdf5 import HDF5Dataset
 from ndgan.data.images import ImageDataset
 from ndgan.data.nifti import NiftiDataset
-from ndgan.data.loader import infinite, make_loader
+from ndgan.data.loader import make_loader
 from ndgan.data.procedural import ProceduralDataset
 
 
@@ -59,7 +59,7 @@ def main():
         for name, (ds, batch) in sources.items():
             batches = args.batches if batch == args.batch else 3
             for workers in args.workers:
-                loader = infinite(make_loader(ds, batch, workers=workers, pin_memory=False))
+                loader = iter(make_loader(ds, batch, workers=workers, pin_memory=False))
                 next(loader)  # warm-up: workers start
                 rates = []
                 for _ in range(3):

@@ -38,7 +38,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 EPSILON_K = 115.0  # probe-O well depth, eps / k_B in kelvin

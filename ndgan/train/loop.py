@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -20,31 +19,12 @@ import yaml
 
 from .. import losses
 from ..data import open_dataset
+from ..data.loader import make_loader
 from ..nets import Discriminator, Generator
 from ..viz.grid import sample_grid, save_png
 from . import checkpoint as ckpt
 from . import distributed
 from .config import Config, ConfigError, to_dict
-
-
-class StepBatchSampler(torch.utils.data.Sampler):
-    """Batch indices as a function of the step: epoch e shuffles with seed (seed, e); rank r takes its slice
-    of the global batch. Starting at ``start_step`` reproduces an uninterrupted run's batches exactly."""
-
-    def __init__(self, n, batch, seed, start_step=0, rank=0, world=1):
-        if n < batch:
-            raise ConfigError(f"train.batch: {batch} is larger than the dataset ({n} samples)")
-        self.n, self.batch, self.seed, self.start, self.rank, self.world = n, batch, seed, start_step, rank, world
-        self.steps_per_epoch = n // batch
-
-    def __iter__(self):
-        step, per_rank = self.start, self.batch // self.world
-        while True:
-            epoch, pos = divmod(step, self.steps_per_epoch)
-            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-            batch = perm[pos * self.batch: (pos + 1) * self.batch]
-            yield batch[self.rank * per_rank: (self.rank + 1) * per_rank].tolist()
-            step += 1
 
 
 def source_options(data) -> dict:
@@ -216,12 +196,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         raise ConfigError(f"train.batch: {t.batch} over {world} process(es) gives {per_rank} per process, which "
                           f"D.mbstd_group_size={group} does not divide; use a batch of {world} x a multiple of "
                           f"{min(group, per_rank)}")
-    sampler = StepBatchSampler(len(dataset), t.batch, t.seed, step, rank, world)
-    # The loader gets its own generator: creating an iterator draws a worker seed, and drawing it from the
-    # global RNG after a resume restored that RNG would shift every later random number.
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.data.workers,
-                                         pin_memory=device.type == "cuda", persistent_workers=cfg.data.workers > 0,
-                                         generator=torch.Generator().manual_seed(t.seed * 1_000_003 + rank + step))
+    loader = make_loader(dataset, t.batch, workers=cfg.data.workers, seed=t.seed, pin_memory=device.type == "cuda",
+                         start_step=step, rank=rank, world=world)
     batches = iter(loader)
     grid_gen = torch.Generator().manual_seed(t.seed + 123)
     grid_z = torch.randn(t.grid_size, G.z_dim, generator=grid_gen).to(device)

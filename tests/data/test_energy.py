@@ -1,5 +1,4 @@
 import itertools
-import math
 
 import h5py
 import numpy as np

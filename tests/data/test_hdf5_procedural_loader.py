@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ndgan.data.hdf5 import HDF5Dataset
-from ndgan.data.loader import infinite, make_loader
+from ndgan.data.loader import make_loader
 from ndgan.data.procedural import ProceduralDataset
 
 
@@ -116,16 +116,27 @@ def test_loader_reads_every_sample_with_two_workers(tmp_path):
     data = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1) / n * np.ones((n, 1, 4, 4), np.float32)
     ds = HDF5Dataset(write(tmp_path / "w.h5", data))
     ds[0]  # a handle opened in the parent must not leak into the workers
-    loader = make_loader(ds, batch_size=4, workers=2, pin_memory=False)
-    seen = torch.cat([b[:, 0, 0, 0] for b in loader])
+    batches = iter(make_loader(ds, batch_size=4, workers=2, pin_memory=False))
+    seen = torch.cat([next(batches)[:, 0, 0, 0] for _ in range(n // 4)])  # one epoch
     assert sorted((seen * n).round().long().tolist()) == list(range(n))
-    batches = infinite(loader)
-    assert all(next(batches).shape == (4, 1, 4, 4) for _ in range(5))  # across the epoch boundary
+    assert all(next(batches).shape == (4, 1, 4, 4) for _ in range(5))  # endless, across the epoch boundary
+    # Step-indexed: a loader started at step 4 gives the batches an uninterrupted one gives from step 4 on.
+    full = iter(make_loader(ds, batch_size=4, seed=1, pin_memory=False))
+    later = iter(make_loader(ds, batch_size=4, seed=1, pin_memory=False, start_step=4))
+    expected = [next(full) for _ in range(7)][4:]
+    assert all(torch.equal(next(later), b) for b in expected)
+
+
+def test_loader_shards_the_global_batch_across_ranks():
+    ds = ProceduralDataset(1, (4,), length=16)
+    whole = next(iter(make_loader(ds, 8, seed=3, pin_memory=False)))
+    halves = [next(iter(make_loader(ds, 8, seed=3, pin_memory=False, rank=r, world=2))) for r in range(2)]
+    assert torch.equal(torch.cat(halves), whole)
 
 
 def test_loader_bad_arguments():
     ds = ProceduralDataset(2, (8, 8), length=3)
-    with pytest.raises(ValueError, match="batch_size: 4 is larger than the 3 samples"):
+    with pytest.raises(ValueError, match="batch_size: 4 is larger than the dataset \\(3 samples\\)"):
         make_loader(ds, 4)
     with pytest.raises(ValueError, match="workers: expected a non-negative int"):
         make_loader(ds, 2, workers=-1)
