@@ -1,0 +1,162 @@
+"""Samples out: load a trained generator and write samples as NIfTI, HDF5, PNG or NumPy in physical units.
+
+Generated values in [-1, 1] are mapped back through the training data's ``value_range`` (kelvin for the
+energy grids, 8-bit intensity for images, the typical percentile range for MRI); NIfTI files carry the
+training data's affine (identity only when the data had none, and then the caller is told).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .nets import Generator
+from .train import checkpoint as ckpt
+from .viz.grid import sample_grid, save_png
+
+FORMATS = ("png", "nii.gz", "h5", "npy")
+
+
+def load_generator(path, device="cpu") -> Generator:
+    """The EMA generator of a checkpoint file or of a run folder's newest valid checkpoint, in eval mode.
+
+    Loads with ``weights_only=True`` (never unpickles code). The returned module carries ``metadata`` (the
+    training data's), ``config`` (the resolved training config) and ``kimg``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        found, state = ckpt.latest_valid(path)
+        if found is None:
+            raise FileNotFoundError(f"{path}: no valid checkpoint in this run folder")
+    elif path.is_file():
+        state = ckpt.load(path)
+    else:
+        raise FileNotFoundError(f"{path}: no such checkpoint file or run folder")
+    try:
+        G = Generator(**state["G_kwargs"])
+        G.load_state_dict(state["G_ema"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: checkpoint does not hold a compatible generator ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0]})") from None
+    G = G.to(device).eval().requires_grad_(False)
+    G.metadata = dict(state.get("data_metadata", {}))
+    G.config = state.get("config", {})
+    G.kimg = state.get("nimg", 0) / 1000
+    return G
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    seeds = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise ValueError(f"--seeds: expected numbers and ranges like 0-15,20, got {text!r}") from None
+    return seeds
+
+
+@torch.no_grad()
+def generate(G, seeds, truncation_psi=1.0, batch=8, noise_mode="const", c=None) -> torch.Tensor:
+    """One sample per seed (z drawn from ``torch.Generator().manual_seed(seed)``): ``[N, C, *S]`` in [-1, 1]."""
+    device = next(G.parameters()).device
+    out = []
+    for i in range(0, len(seeds), batch):
+        z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds[i:i + batch]])
+        labels = None if c is None else c[i:i + batch].to(device)
+        out.append(G(z.to(device), labels, truncation_psi=truncation_psi, noise_mode=noise_mode).float().cpu())
+    return torch.cat(out)
+
+
+def to_physical(x: torch.Tensor, metadata: dict) -> np.ndarray:
+    """[-1, 1] -> the training data's units, per channel where the data recorded per-channel ranges.
+
+    Samples are clipped to [-1, 1] first: the data were mapped into that range (the energy grids clipped to
+    [-4000, 5000] K, images to 0-255), and the generator's linear output can overshoot it.
+    """
+    ranges = metadata.get("channel_value_ranges") or ([metadata["value_range"]] if metadata.get("value_range") else None)
+    x = x.clamp(-1, 1).numpy().astype(np.float32)
+    if ranges is None:
+        return x
+    lo = np.array([r[0] for r in ranges], np.float32).reshape(1, -1, *[1] * (x.ndim - 2))
+    hi = np.array([r[1] for r in ranges], np.float32).reshape(1, -1, *[1] * (x.ndim - 2))
+    return lo + (x + 1) / 2 * (hi - lo)
+
+
+def reference_affine(metadata: dict, nd: int):
+    """(4x4 affine, note): the data's affine, else one from its spacing, else identity with a note saying so."""
+    if metadata.get("affine") is not None:
+        return np.array(metadata["affine"], dtype=np.float64), None
+    if metadata.get("spacing") is not None and len(metadata["spacing"]) == nd:
+        return np.diag(list(map(float, metadata["spacing"])) + [1.0] * (4 - nd)), None
+    return np.eye(4), "the training data had no affine or spacing: NIfTI files use the identity (1 mm voxels)"
+
+
+def _atomic(path: Path, write):
+    """``write(tmp)`` then rename to ``path``; the temporary name keeps the suffix writers read the format from."""
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=False) -> list:
+    """Write samples ``x`` ([N, C, *S] in [-1, 1]) in ``fmt`` to folder ``out``; returns (paths, notes)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta, nd = G.metadata, x.ndim - 2
+    notes, paths = [], []
+    if fmt == "png":
+        targets = [out / "samples.png"]
+    elif fmt == "nii.gz":
+        if nd != 3:
+            raise ValueError(f"--format nii.gz: needs 3D samples, this generator makes {nd}D ones")
+        targets = [out / f"seed{s:05d}.nii.gz" for s in seeds]
+    else:
+        targets = [out / f"samples.{fmt}"]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
+    physical = to_physical(x, meta)
+    if fmt == "png":
+        _atomic(targets[0], lambda p: save_png(sample_grid(x), p))
+    elif fmt == "npy":
+        _atomic(targets[0], lambda p: np.save(p, physical))
+    elif fmt == "h5":
+        import h5py
+
+        def write(p):
+            with h5py.File(p, "w") as h5:
+                ds = h5.create_dataset("data", data=physical, compression="gzip", compression_opts=1)
+                ds.attrs["seeds"] = np.array(seeds)
+                ds.attrs["truncation_psi"] = float(truncation_psi)
+                ds.attrs["checkpoint_kimg"] = float(G.kimg)
+                ds.attrs["config"] = yaml.safe_dump(G.config)
+                for key in ("channel_names", "units", "spacing", "value_range", "channel_value_ranges", "affine"):
+                    if meta.get(key) is not None:
+                        ds.attrs[key] = meta[key]
+
+        _atomic(targets[0], write)
+    else:
+        import nibabel as nib
+
+        affine, note = reference_affine(meta, nd)
+        if note:
+            notes.append(note)
+        for sample, path in zip(physical, targets):
+            volume = np.moveaxis(sample, 0, -1) if sample.shape[0] > 1 else sample[0]  # channels as the 4th axis
+            img = nib.Nifti1Image(volume.astype(np.float32), affine)
+            img.header.set_xyzt_units("mm")
+            _atomic(path, lambda p, img=img: nib.save(img, p))
+    paths += targets
+    return paths, notes

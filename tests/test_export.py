@@ -1,0 +1,89 @@
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ndgan import load_generator
+from ndgan.export import generate, parse_seeds
+from ndgan.generate import main as cli
+from ndgan.train import load_config, train
+from tests.data.test_nifti import oblique_affine
+
+SMALL = ["G.z_dim=16", "G.w_dim=16", "G.mapping_layers=1", "G.channel_base=64", "G.channel_max=8",
+         "D.channel_base=64", "D.channel_max=8", "train.batch=4", "train.kimg=0.004", "train.snapshot_kimg=0.004"]
+
+
+@pytest.fixture(scope="module")
+def nifti_run(tmp_path_factory):
+    """A one-step run on NIfTI volumes with an oblique, anisotropic affine."""
+    tmp = tmp_path_factory.mktemp("nifti")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        nib.save(nib.Nifti1Image(rng.random((14, 10, 7)).astype(np.float32) * 300, oblique_affine()),
+                 tmp / f"s{i}.nii.gz")
+    cfg = load_config("configs/tiny3d.yaml", SMALL + ["data.source=nifti", f"data.path={tmp}", "data.shape=[8,8,8]",
+                                                       "data.channels=1", "data.periodic=false",
+                                                       "data.options={spacing: [2.0, 2.0, 2.0]}"])
+    return train(cfg, tmp / "run")
+
+
+@pytest.fixture(scope="module")
+def energy_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("energy")
+    cfg = load_config("configs/energy3d.yaml", SMALL + [f"data.path={tmp / 'e.h5'}", "data.shape=[16,16,16]",
+                                                         "data.options={n: 8, size: 16}", "data.workers=0"])
+    return train(cfg, tmp / "run")
+
+
+def test_nifti_export_lands_in_the_training_data_world_space(nifti_run, tmp_path, capsys):
+    assert cli([str(nifti_run), "--n", "2", "--format", "nii.gz", "--out", str(tmp_path)]) == 0
+    assert "note:" not in capsys.readouterr().out  # the data had an affine: no identity fallback
+    G = load_generator(nifti_run)
+    img = nib.load(tmp_path / "seed00001.nii.gz")
+    assert img.shape == (8, 8, 8)
+    np.testing.assert_allclose(img.affine, np.array(G.metadata["affine"]), atol=1e-5)
+    np.testing.assert_allclose(img.header.get_zooms(), [2.0, 2.0, 2.0], rtol=0.1)  # resampled to 2 mm
+    lo, hi = G.metadata["channel_value_ranges"][0]
+    data = img.get_fdata()
+    assert lo - 1e-3 <= data.min() and data.max() <= hi + 1e-3  # the intensity scale of the data
+
+
+def test_hdf5_export_in_kelvin_with_attributes(energy_run, tmp_path):
+    assert cli([str(energy_run), "--seeds", "3,5-6", "--truncation", "0.7", "--format", "h5", "--out", str(tmp_path)]) == 0
+    with h5py.File(tmp_path / "samples.h5") as h5:
+        ds = h5["data"]
+        assert ds.shape == (3, 2, 16, 16, 16)
+        assert ds.attrs["seeds"].tolist() == [3, 5, 6] and ds.attrs["truncation_psi"] == 0.7
+        assert ds.attrs["units"] == "K" and list(ds.attrs["channel_names"]) == ["spherical_pore", "cubic_pore"]
+        assert "energy" in ds.attrs["config"] and ds.attrs["checkpoint_kimg"] == pytest.approx(0.004)
+        kelvin = ds[:]
+    assert -4000 <= kelvin.min() and kelvin.max() <= 5000 and kelvin.std() > 0
+
+
+def test_seeds_are_deterministic_and_png_is_a_picture(energy_run, tmp_path):
+    G = load_generator(energy_run / "checkpoint-000000004.pt")
+    a, b = generate(G, [7, 8]), generate(G, [8])
+    torch.testing.assert_close(a[1:], b)
+    assert not torch.equal(a[0], a[1])
+    assert cli([str(energy_run), "--n", "4", "--out", str(tmp_path)]) == 0
+    pixels = np.asarray(Image.open(tmp_path / "samples.png"))
+    assert pixels.std() > 0
+
+
+def test_bad_inputs_exit_2_with_one_line(energy_run, tmp_path, capsys):
+    cases = [
+        ([str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")], "no such checkpoint file or run folder"),
+        ([str(energy_run), "--seeds", "a-b", "--out", str(tmp_path / "o")], "--seeds: expected numbers"),
+    ]
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    cases.append(([str(tmp_path / "bad.pt"), "--out", str(tmp_path / "o")], "not a loadable ndgan checkpoint"))
+    for argv, message in cases:
+        assert cli(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert cli([str(energy_run), "--n", "1", "--format", "npy", "--out", str(tmp_path / "o")]) == 0
+    assert cli([str(energy_run), "--n", "1", "--format", "npy", "--out", str(tmp_path / "o")]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert parse_seeds("0-2,9") == [0, 1, 2, 9]
