@@ -225,6 +225,15 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                                 for i, z in zip(range(0, t.grid_size, 8), grid_z.split(8))])
         grid = sample_grid(images.cpu())
         save_png(grid, run_dir / f"samples-{nimg:09d}.png")
+        if images.ndim == 5:  # 3D: a volume render of the first sample's first channel, if pyvista is there
+            try:
+                from ..viz.render import render
+            except ImportError:
+                render = None
+            if render is not None:
+                units = getattr(dataset, "metadata", {}).get("units")
+                save_png(render(images[0, 0].float().cpu().numpy(), units=units, window_size=(384, 384)),
+                         run_dir / f"render-{nimg:09d}.png")
         if writer is not None:
             writer.add_image("samples", grid, nimg, dataformats="HWC" if grid.ndim == 3 else "HW")
         ckpt.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),

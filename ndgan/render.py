@@ -1,0 +1,106 @@
+"""python -m ndgan.render FILE --out IMAGE.png [--mode volume|isosurface|slices] [--channel K] [--index N]
+                           [--iso VALUE] [--spacing DX DY DZ] [--turntable OUT.gif] [--frames 24]
+
+Renders one channel of one volume from a .nii/.nii.gz (4th axis = channels), .h5 (dataset 'data'
+[N, C, D, H, W] or [N, D, H, W]) or .npy file, off-screen (no display needed), in world-space proportions:
+spacing from the NIfTI header or the HDF5 'spacing' attribute, else --spacing, else 1. Errors: one line,
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .viz.render import MODES, render, turntable
+
+
+def read_volume(path, index=0, channel=0):
+    """(3D array, spacing, units) of sample ``index``, channel ``channel`` of a NIfTI, HDF5 or NumPy file."""
+    path = Path(path)
+    name = path.name.lower()
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    spacing, units = None, None
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        try:
+            img = nib.load(path)
+            data = np.asarray(img.dataobj, dtype=np.float32)
+        except Exception as e:
+            raise ValueError(f"{path}: unreadable NIfTI ({type(e).__name__})") from None
+        spacing = img.header.get_zooms()[:3]
+        data = data[..., None] if data.ndim == 3 else data
+        if data.ndim != 4:
+            raise ValueError(f"{path}: expected a 3D volume (or 3D x channels), got shape {data.shape}")
+        volumes = np.moveaxis(data, -1, 0)[None]  # [1, C, D, H, W]
+    elif name.endswith((".h5", ".hdf5")):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as h5:
+                if "data" not in h5:
+                    raise ValueError(f"{path}: no dataset 'data'")
+                ds = h5["data"]
+                if index >= ds.shape[0]:
+                    raise ValueError(f"--index: {index} is out of range for {ds.shape[0]} samples in {path}")
+                sample = np.asarray(ds[index], dtype=np.float32)
+                spacing = ds.attrs.get("spacing", h5.attrs.get("spacing"))
+                units = ds.attrs.get("units", h5.attrs.get("units"))
+        except OSError:
+            raise ValueError(f"{path}: not a readable HDF5 file") from None
+        volumes = (sample[None] if sample.ndim == 3 else sample)[None]
+        index = 0
+    elif name.endswith(".npy"):
+        data = np.load(path).astype(np.float32)
+        volumes = {3: lambda a: a[None, None], 4: lambda a: a[None], 5: lambda a: a}.get(data.ndim, lambda a: None)(data)
+        if volumes is None:
+            raise ValueError(f"{path}: expected [D, H, W], [C, D, H, W] or [N, C, D, H, W], got shape {data.shape}")
+    else:
+        raise ValueError(f"{path}: unknown file type; expected .nii, .nii.gz, .h5 or .npy")
+    if volumes.ndim != 5:
+        raise ValueError(f"{path}: expected 3D volumes, got samples of shape {volumes.shape[1:]}")
+    if index >= volumes.shape[0]:
+        raise ValueError(f"--index: {index} is out of range for {volumes.shape[0]} samples in {path}")
+    if channel >= volumes.shape[1]:
+        raise ValueError(f"--channel: {channel} is out of range for {volumes.shape[1]} channels in {path}")
+    units = units.decode() if isinstance(units, bytes) else units
+    return volumes[index, channel], spacing, units
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ndgan.render", description=__doc__.split("\n\n")[1].strip())
+    p.add_argument("file")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--mode", default="volume", choices=MODES)
+    p.add_argument("--channel", type=int, default=0)
+    p.add_argument("--index", type=int, default=0, help="sample index in an HDF5 / NumPy stack")
+    p.add_argument("--iso", type=float, help="isosurface value (default: the median)")
+    p.add_argument("--spacing", type=float, nargs=3, help="voxel size when the file does not say")
+    p.add_argument("--turntable", help="also write a GIF turning around the volume")
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--size", type=int, default=512, help="picture size in pixels")
+    args = p.parse_args(argv)
+    try:
+        from PIL import Image
+
+        volume, spacing, units = read_volume(args.file, args.index, args.channel)
+        spacing = spacing if spacing is not None else (args.spacing or (1.0, 1.0, 1.0))
+        kwargs = dict(mode=args.mode, spacing=spacing, iso=args.iso, units=units, window_size=(args.size, args.size))
+        Image.fromarray(render(volume, **kwargs)).save(args.out)
+        if args.turntable:
+            frames = [Image.fromarray(f) for f in turntable(volume, frames=args.frames, **kwargs)]
+            frames[0].save(args.turntable, save_all=True, append_images=frames[1:], duration=80, loop=0)
+    except (ValueError, OSError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}" + (f" and {args.turntable}" if args.turntable else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
