@@ -160,3 +160,47 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
             _atomic(path, lambda p, img=img: nib.save(img, p))
     paths += targets
     return paths, notes
+
+
+def _ws(G, seeds, truncation_psi):
+    device = next(G.parameters()).device
+    z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
+    return G.mapping(z, None, truncation_psi=truncation_psi)
+
+
+def _panel(sample: torch.Tensor) -> np.ndarray:
+    """One sample [C, *S] as an RGB picture (a 2D image, or the mid-slices of every channel in 3D)."""
+    pic = sample_grid(sample[None])
+    return np.repeat(pic[..., None], 3, axis=2) if pic.ndim == 2 else pic
+
+
+@torch.no_grad()
+def style_mixing_grid(G, row_seeds, col_seeds, layers=None, truncation_psi=1.0) -> np.ndarray:
+    """StyleGAN2's style-mixing figure: the top row are the column seeds' samples, the left column the row
+    seeds'; cell (r, c) takes the ws ``layers`` (default: the coarse first half) from column c and the rest
+    from row r."""
+    layers = list(range(G.num_ws // 2)) if layers is None else list(layers)
+    if not layers or min(layers) < 0 or max(layers) >= G.num_ws:
+        raise ValueError(f"--mix-layers: expected indices in 0..{G.num_ws - 1}, got {layers}")
+    rows, cols = _ws(G, row_seeds, truncation_psi), _ws(G, col_seeds, truncation_psi)
+    render = lambda ws: [_panel(x) for x in G.synthesis(ws, noise_mode="const").float().cpu()]  # noqa: E731
+    top, left = render(cols), render(rows)
+    panels = [np.full_like(top[0], 255)] + top
+    for r in range(len(row_seeds)):
+        mixed = rows[r: r + 1].repeat(len(col_seeds), 1, 1)
+        mixed[:, layers] = cols[:, layers]
+        panels += [left[r]] + render(mixed)
+    from .viz.grid import _tile
+
+    return _tile(panels, len(col_seeds) + 1)
+
+
+@torch.no_grad()
+def interpolation_frames(G, seed_a, seed_b, frames=16, truncation_psi=1.0) -> list:
+    """Pictures along the straight line in w from ``seed_a``'s latent to ``seed_b``'s."""
+    if frames < 2:
+        raise ValueError(f"--frames: expected at least 2, got {frames}")
+    ws = _ws(G, [seed_a, seed_b], truncation_psi)
+    t = torch.linspace(0, 1, frames, device=ws.device).reshape(-1, 1, 1)
+    path = ws[0:1].lerp(ws[1:2], t)  # [frames, num_ws, w_dim]
+    return [_panel(x) for x in G.synthesis(path, noise_mode="const").float().cpu()]

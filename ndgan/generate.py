@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .export import FORMATS, export, generate, load_generator, parse_seeds
+from .export import FORMATS, export, generate, interpolation_frames, load_generator, parse_seeds, style_mixing_grid
 
 
 def main(argv=None) -> int:
@@ -25,6 +25,11 @@ def main(argv=None) -> int:
     p.add_argument("--format", default="png", choices=FORMATS)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--style-mixing", metavar="COL_SEEDS", help="write style_mixing.png: --seeds are the rows, "
+                   "these seeds the columns (e.g. 10-14)")
+    p.add_argument("--mix-layers", help="ws taken from the column seeds (default: the coarse first half), e.g. 0-3")
+    p.add_argument("--interpolate", metavar="SEED_A,SEED_B", help="write interpolation.gif from one latent to another")
+    p.add_argument("--frames", type=int, default=16, help="frames of the interpolation")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     args = p.parse_args(argv)
@@ -36,6 +41,8 @@ def main(argv=None) -> int:
         if G.c_dim:
             raise ValueError("this generator is conditional; class-conditional sampling from the CLI is not "
                              "supported yet (use ndgan.export.generate with labels c)")
+        if args.style_mixing or args.interpolate:
+            return _figures(G, args, seeds)
         x = generate(G, seeds, args.truncation, args.batch)
         paths, notes = export(x, G, seeds, args.out, args.format, args.truncation, args.overwrite)
     except (ValueError, OSError) as e:
@@ -47,6 +54,37 @@ def main(argv=None) -> int:
         print(f"note: {note}")
     print(f"wrote {len(seeds)} samples ({args.format}) from {args.source} ({G.kimg:g} kimg) to "
           f"{paths[0] if len(paths) == 1 else args.out}")
+    return 0
+
+
+def _figures(G, args, seeds) -> int:
+    """Style-mixing grid and/or interpolation GIF (instead of the per-sample export)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if args.style_mixing:
+        layers = parse_seeds(args.mix_layers) if args.mix_layers else None
+        target = out / "style_mixing.png"
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(f"{target}: already exists; pass --overwrite or choose another --out")
+        grid = style_mixing_grid(G, seeds, parse_seeds(args.style_mixing), layers, args.truncation)
+        Image.fromarray(grid).save(target)
+        written.append(target)
+    if args.interpolate:
+        ends = parse_seeds(args.interpolate)
+        if len(ends) != 2:
+            raise ValueError(f"--interpolate: expected two seeds A,B, got {args.interpolate!r}")
+        target = out / "interpolation.gif"
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(f"{target}: already exists; pass --overwrite or choose another --out")
+        frames = [Image.fromarray(f) for f in interpolation_frames(G, ends[0], ends[1], args.frames, args.truncation)]
+        frames[0].save(target, save_all=True, append_images=frames[1:], duration=100, loop=0)
+        written.append(target)
+    print("wrote " + ", ".join(map(str, written)))
     return 0
 
 
