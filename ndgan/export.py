@@ -28,6 +28,8 @@ def load_generator(path, device="cpu") -> Generator:
     training data's), ``config`` (the resolved training config) and ``kimg``.
     """
     path = Path(path)
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device: {device} requested, but this machine has no CUDA device; use cpu")
     if path.is_dir():
         found, state = ckpt.latest_valid(path)
         if found is None:
@@ -55,9 +57,12 @@ def parse_seeds(text: str) -> list[int]:
     try:
         for part in text.split(","):
             lo, _, hi = part.partition("-")
+            if hi and int(hi) < int(lo):
+                raise ValueError
             seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
     except ValueError:
-        raise ValueError(f"--seeds: expected numbers and ranges like 0-15,20, got {text!r}") from None
+        raise ValueError(f"--seeds: expected non-negative numbers and increasing ranges like 0-15,20, "
+                         f"got {text!r}") from None
     return seeds
 
 
@@ -113,7 +118,6 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
     if fmt not in FORMATS:
         raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     meta, nd = G.metadata, x.ndim - 2
     notes, paths = [], []
     if fmt == "png":
@@ -127,6 +131,7 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
     existing = [p for p in targets if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)  # only once the request is known to be valid
     physical = to_physical(x, meta)
     if fmt == "png":
         _atomic(targets[0], lambda p: save_png(sample_grid(x), p))
@@ -153,11 +158,21 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
         affine, note = reference_affine(meta, nd)
         if note:
             notes.append(note)
-        for sample, path in zip(physical, targets):
-            volume = np.moveaxis(sample, 0, -1) if sample.shape[0] > 1 else sample[0]  # channels as the 4th axis
-            img = nib.Nifti1Image(volume.astype(np.float32), affine)
-            img.header.set_xyzt_units("mm")
-            _atomic(path, lambda p, img=img: nib.save(img, p))
+        temporaries = []
+        try:  # every file under a temporary name first, then all renamed: no partial set on failure
+            for sample, path in zip(physical, targets):
+                volume = np.moveaxis(sample, 0, -1) if sample.shape[0] > 1 else sample[0]  # channels: 4th axis
+                img = nib.Nifti1Image(volume.astype(np.float32), affine)
+                img.header.set_xyzt_units("mm")
+                tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+                temporaries.append(tmp)
+                nib.save(img, tmp)
+            for tmp, path in zip(temporaries, targets):
+                os.replace(tmp, path)
+        finally:
+            for tmp in temporaries:
+                if tmp.exists():
+                    tmp.unlink()
     paths += targets
     return paths, notes
 

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
             return _figures(G, args, seeds)
         x = generate(G, seeds, args.truncation, args.batch)
         paths, notes = export(x, G, seeds, args.out, args.format, args.truncation, args.overwrite)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

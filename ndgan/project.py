@@ -44,20 +44,27 @@ def load_target(path, G, index=0) -> torch.Tensor:
             x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 127.5 - 1)
         x = x[None] if x.ndim == 2 else x.permute(2, 0, 1)
     else:
-        if name.endswith(".npy"):
-            data = np.load(path).astype(np.float32)
-        elif name.endswith((".nii", ".nii.gz")):
-            import nibabel as nib
-
-            data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
-            data = np.moveaxis(data, -1, 0) if data.ndim == 4 else data
-        elif name.endswith((".h5", ".hdf5")):
-            import h5py
-
-            with h5py.File(path, "r") as h5:
-                data = np.asarray(h5["data"][index], dtype=np.float32)
-        else:
+        if not name.endswith((".npy", ".nii", ".nii.gz", ".h5", ".hdf5")):
             raise ValueError(f"{path}: unknown target type; expected .png, .jpg, .npy, .nii, .nii.gz or .h5")
+        try:
+            if name.endswith(".npy"):
+                data = np.load(path).astype(np.float32)
+            elif name.endswith((".nii", ".nii.gz")):
+                import nibabel as nib
+
+                data = np.asarray(nib.load(path).dataobj, dtype=np.float32)
+                data = np.moveaxis(data, -1, 0) if data.ndim == 4 else data
+            else:
+                import h5py
+
+                with h5py.File(path, "r") as h5:
+                    if "data" not in h5 or not 0 <= index < h5["data"].shape[0]:
+                        raise ValueError(f"{path}: no sample {index} in dataset 'data'")
+                    data = np.asarray(h5["data"][index], dtype=np.float32)
+        except ValueError:
+            raise
+        except Exception as e:  # corrupt files: nibabel, h5py and numpy raise many types
+            raise ValueError(f"{path}: unreadable target ({type(e).__name__})") from None
         data = data[None] if data.ndim == G.spatial_dims else data
         meta = G.metadata
         ranges = meta.get("channel_value_ranges") or ([meta["value_range"]] if meta.get("value_range") else None)
@@ -75,6 +82,11 @@ def load_target(path, G, index=0) -> torch.Tensor:
     return x
 
 
+def noise_maps(G):
+    """The generator's fixed noise maps (what the projector optimises alongside the latent)."""
+    return _noise_buffers(G)
+
+
 def _noise_buffers(G):
     return [m.noise_const for m in G.synthesis.modules() if hasattr(m, "noise_const")]
 
@@ -83,11 +95,12 @@ def noise_regularisation(noise: torch.Tensor) -> torch.Tensor:
     """Squared autocorrelation at shift 1 along every axis, summed over a pyramid of 2x-averaged maps."""
     loss = noise.new_zeros([])
     x = noise[None, None]
-    while min(x.shape[2:]) > 8:
+    while True:  # every level down to 8 (or the map's own size, if smaller) contributes, as in StyleGAN2
         for axis in range(2, x.ndim):
             loss = loss + (x * torch.roll(x, 1, dims=axis)).mean() ** 2
+        if min(x.shape[2:]) <= 8:
+            return loss
         x = ops.downsample(x, ops.setup_filter([1, 1], device=x.device))
-    return loss
 
 
 def _features(D, x):
@@ -115,7 +128,8 @@ def distance(x, target, D=None):
 
 
 def project(G, target, steps=1000, space="w", D=None, seed=0, lr=0.1, noise_weight=1e5, log=None):
-    """Returns (ws [num_ws, w_dim], reconstruction [C, *S], report dict)."""
+    """Returns (ws [num_ws, w_dim], reconstruction [C, *S], report dict); the optimised noise maps stay in G's
+    ``noise_const`` buffers (``noise_maps(G)`` lists them)."""
     if space not in ("w", "w+"):
         raise ValueError(f"--space: expected w or w+, got {space!r}")
     device = next(G.parameters()).device
@@ -168,6 +182,33 @@ def project(G, target, steps=1000, space="w", D=None, seed=0, lr=0.1, noise_weig
     return ws[0].cpu(), recon[0].cpu(), report
 
 
+def _write_results(out, G, target, ws, recon, report):
+    """Write every result into a temporary folder, then move them into ``out`` (no partial set on failure)."""
+    import os
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".tmp-project-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        np.save(tmp / "projected_w.npy", ws.numpy())
+        np.savez(tmp / "projected_noise.npz", *[n.detach().cpu().numpy() for n in noise_maps(G)])
+        save_png(sample_grid(torch.stack([target, recon])), tmp / "reconstruction.png")  # target | reconstruction
+        physical = to_physical(recon[None], G.metadata)[0]
+        np.save(tmp / "reconstruction.npy", physical)
+        if G.spatial_dims == 3:
+            import nibabel as nib
+
+            affine, _ = reference_affine(G.metadata, 3)
+            vol = np.moveaxis(physical, 0, -1) if physical.shape[0] > 1 else physical[0]
+            nib.save(nib.Nifti1Image(vol.astype(np.float32), affine), tmp / "reconstruction.nii.gz")
+        (tmp / "report.json").write_text(json.dumps(report, indent=2))
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ndgan.project", description=__doc__.split("\n\n")[1].strip())
     p.add_argument("source", metavar="RUN_OR_CKPT")
@@ -179,6 +220,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-features", action="store_true", help="pixel/voxel distance only (no discriminator)")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     args = p.parse_args(argv)
     try:
         if args.steps < 1:
@@ -191,20 +233,14 @@ def main(argv=None) -> int:
             state = ckpt.latest_valid(path)[1] if path.is_dir() else ckpt.load(path)
             D = Discriminator(**state["D_kwargs"]).to(args.device).eval().requires_grad_(False)
             D.load_state_dict(state["D"])
-        ws, recon, report = project(G, target, args.steps, args.space, D, args.seed, log=print)
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        np.save(out / "projected_w.npy", ws.numpy())
-        save_png(sample_grid(torch.stack([target, recon])), out / "reconstruction.png")  # target | reconstruction
-        physical = to_physical(recon[None], G.metadata)[0]
-        np.save(out / "reconstruction.npy", physical)
-        if G.spatial_dims == 3:
-            import nibabel as nib
-
-            affine, _ = reference_affine(G.metadata, 3)
-            vol = np.moveaxis(physical, 0, -1) if physical.shape[0] > 1 else physical[0]
-            nib.save(nib.Nifti1Image(vol.astype(np.float32), affine), out / "reconstruction.nii.gz")
-        (out / "report.json").write_text(json.dumps(report, indent=2))
+        names = ["projected_w.npy", "projected_noise.npz", "reconstruction.png", "reconstruction.npy", "report.json"]
+        names += ["reconstruction.nii.gz"] if G.spatial_dims == 3 else []
+        existing = [n for n in names if (out / n).exists()]
+        if existing and not args.overwrite:
+            raise FileExistsError(f"{out / existing[0]}: already exists; pass --overwrite or choose another --out")
+        ws, recon, report = project(G, target, args.steps, args.space, D, args.seed, log=print)
+        _write_results(out, G, target, ws, recon, report)
     except (ValueError, OSError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

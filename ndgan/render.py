@@ -46,7 +46,7 @@ def read_volume(path, index=0, channel=0):
                 if "data" not in h5:
                     raise ValueError(f"{path}: no dataset 'data'")
                 ds = h5["data"]
-                if index >= ds.shape[0]:
+                if not 0 <= index < ds.shape[0]:
                     raise ValueError(f"--index: {index} is out of range for {ds.shape[0]} samples in {path}")
                 sample = np.asarray(ds[index], dtype=np.float32)
                 spacing = ds.attrs.get("spacing", h5.attrs.get("spacing"))
@@ -64,9 +64,9 @@ def read_volume(path, index=0, channel=0):
         raise ValueError(f"{path}: unknown file type; expected .nii, .nii.gz, .h5 or .npy")
     if volumes.ndim != 5:
         raise ValueError(f"{path}: expected 3D volumes, got samples of shape {volumes.shape[1:]}")
-    if index >= volumes.shape[0]:
+    if not 0 <= index < volumes.shape[0]:
         raise ValueError(f"--index: {index} is out of range for {volumes.shape[0]} samples in {path}")
-    if channel >= volumes.shape[1]:
+    if not 0 <= channel < volumes.shape[1]:
         raise ValueError(f"--channel: {channel} is out of range for {volumes.shape[1]} channels in {path}")
     units = units.decode() if isinstance(units, bytes) else units
     return volumes[index, channel], spacing, units
@@ -84,17 +84,30 @@ def main(argv=None) -> int:
     p.add_argument("--turntable", help="also write a GIF turning around the volume")
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", type=int, default=512, help="picture size in pixels")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args = p.parse_args(argv)
     try:
         from PIL import Image
 
+        if args.frames < 1 or args.size < 16:
+            raise ValueError("--frames: expected at least 1; --size: expected at least 16 pixels")
+        outputs = [Path(args.out)] + ([Path(args.turntable)] if args.turntable else [])
+        for path in outputs:
+            if path.exists() and not args.overwrite:
+                raise FileExistsError(f"{path}: already exists; pass --overwrite")
         volume, spacing, units = read_volume(args.file, args.index, args.channel)
         spacing = spacing if spacing is not None else (args.spacing or (1.0, 1.0, 1.0))
         kwargs = dict(mode=args.mode, spacing=spacing, iso=args.iso, units=units, window_size=(args.size, args.size))
-        Image.fromarray(render(volume, **kwargs)).save(args.out)
+        pictures = [Image.fromarray(render(volume, **kwargs))]
         if args.turntable:
-            frames = [Image.fromarray(f) for f in turntable(volume, frames=args.frames, **kwargs)]
-            frames[0].save(args.turntable, save_all=True, append_images=frames[1:], duration=80, loop=0)
+            pictures.append([Image.fromarray(f) for f in turntable(volume, frames=args.frames, **kwargs)])
+        for path, picture in zip(outputs, pictures):  # everything rendered first: no partial outputs
+            tmp = path.with_name(f".tmp-{path.name}")
+            if isinstance(picture, list):
+                picture[0].save(tmp, save_all=True, append_images=picture[1:], duration=80, loop=0)
+            else:
+                picture.save(tmp)
+            tmp.replace(path)
     except (ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,8 +46,8 @@ def test_nifti_export_lands_in_the_training_data_world_space(nifti_run, tmp_path
     np.testing.assert_allclose(img.affine, np.array(G.metadata["affine"]), atol=1e-5)
     np.testing.assert_allclose(img.header.get_zooms(), [2.0, 2.0, 2.0], rtol=0.1)  # resampled to 2 mm
     lo, hi = G.metadata["channel_value_ranges"][0]
-    data = img.get_fdata()
-    assert lo - 1e-3 <= data.min() and data.max() <= hi + 1e-3  # the intensity scale of the data
+    x = generate(G, [1])[0, 0].clamp(-1, 1).numpy()
+    np.testing.assert_allclose(img.get_fdata(), lo + (x + 1) / 2 * (hi - lo), rtol=1e-4, atol=1e-3)
 
 
 def test_hdf5_export_in_kelvin_with_attributes(energy_run, tmp_path):
@@ -59,7 +59,9 @@ def test_hdf5_export_in_kelvin_with_attributes(energy_run, tmp_path):
         assert ds.attrs["units"] == "K" and list(ds.attrs["channel_names"]) == ["spherical_pore", "cubic_pore"]
         assert "energy" in ds.attrs["config"] and ds.attrs["checkpoint_kimg"] == pytest.approx(0.004)
         kelvin = ds[:]
-    assert -4000 <= kelvin.min() and kelvin.max() <= 5000 and kelvin.std() > 0
+    x = generate(load_generator(energy_run), [3, 5, 6], truncation_psi=0.7).clamp(-1, 1).numpy()
+    np.testing.assert_allclose(kelvin, -4000 + (x + 1) / 2 * 9000, rtol=1e-5, atol=1e-2)  # the data's mapping
+    assert kelvin.std() > 0
 
 
 def test_seeds_are_deterministic_and_png_is_a_picture(energy_run, tmp_path):
@@ -75,7 +77,8 @@ def test_seeds_are_deterministic_and_png_is_a_picture(energy_run, tmp_path):
 def test_bad_inputs_exit_2_with_one_line(energy_run, tmp_path, capsys):
     cases = [
         ([str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")], "no such checkpoint file or run folder"),
-        ([str(energy_run), "--seeds", "a-b", "--out", str(tmp_path / "o")], "--seeds: expected numbers"),
+        ([str(energy_run), "--seeds", "a-b", "--out", str(tmp_path / "o")], "--seeds: expected non-negative numbers"),
+        ([str(energy_run), "--seeds", "5-3", "--out", str(tmp_path / "o")], "increasing ranges"),
     ]
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     cases.append(([str(tmp_path / "bad.pt"), "--out", str(tmp_path / "o")], "not a loadable ndgan checkpoint"))
@@ -131,3 +134,35 @@ def test_projecting_a_generated_sample_recovers_it(energy_run, tmp_path, capsys)
     (tmp_path / "t.txt").write_text("x")
     assert project_cli([str(energy_run), str(tmp_path / "t.txt"), "--out", str(tmp_path / "q")]) == 2
     assert "unknown target type" in capsys.readouterr().err
+
+
+def test_nifti_channels_are_the_fourth_axis_in_order(energy_run, tmp_path):
+    assert cli([str(energy_run), "--seeds", "2", "--format", "nii.gz", "--out", str(tmp_path)]) == 0
+    data = nib.load(tmp_path / "seed00002.nii.gz").get_fdata()
+    x = generate(load_generator(energy_run), [2])[0].clamp(-1, 1).numpy()
+    for c in range(2):
+        np.testing.assert_allclose(data[..., c], -4000 + (x[c] + 1) / 2 * 9000, rtol=1e-5, atol=1e-2)
+
+
+def test_noise_regularisation_covers_every_level():
+    from ndgan.project import noise_regularisation
+
+    # A constant map has autocorrelation 1 per axis at every level, down to and including 8 (or its own size).
+    assert noise_regularisation(torch.ones(4, 4, 4)).item() == pytest.approx(3.0)
+    assert noise_regularisation(torch.ones(8, 8, 8)).item() == pytest.approx(3.0)
+    assert noise_regularisation(torch.ones(16, 16, 16)).item() == pytest.approx(6.0)
+    assert noise_regularisation(torch.ones(32, 32)).item() == pytest.approx(6.0)
+
+
+def test_project_refuses_overwrites_and_corrupt_targets(energy_run, tmp_path, capsys):
+    from ndgan.project import main as project_cli
+
+    assert cli([str(energy_run), "--seeds", "1", "--format", "npy", "--out", str(tmp_path)]) == 0
+    np.save(tmp_path / "t.npy", np.load(tmp_path / "samples.npy")[0])
+    assert project_cli([str(energy_run), str(tmp_path / "t.npy"), "--steps", "2", "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "projected_noise.npz").exists()
+    assert project_cli([str(energy_run), str(tmp_path / "t.npy"), "--steps", "2", "--out", str(tmp_path / "p")]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    (tmp_path / "bad.nii.gz").write_bytes(b"junk")
+    assert project_cli([str(energy_run), str(tmp_path / "bad.nii.gz"), "--out", str(tmp_path / "q")]) == 2
+    assert "unreadable target" in capsys.readouterr().err and not (tmp_path / "q").exists()

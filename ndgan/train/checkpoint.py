@@ -43,7 +43,9 @@ def load(path, map_location="cpu") -> dict:
         raise
     except Exception as e:  # truncated, not a checkpoint, or needs pickle (refused)
         raise ValueError(f"{path}: not a loadable ndgan checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not an ndgan checkpoint (holds a {type(state).__name__}, not a dict)")
+    if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: written by an incompatible version (format {state.get('format_version')!r}, "
                          f"expected {FORMAT_VERSION})" if isinstance(state, dict) else f"{path}: not an ndgan checkpoint")
     return state

@@ -56,6 +56,9 @@ def test_cli_png_and_turntable(tmp_path):
     (lambda p: np.save(p / "x.npy", np.zeros((2, 4, 4, 4))), ["x.npy", "--channel", "5"], "--channel: 5 is out of range"),
     (lambda p: (p / "x.txt").write_text("hi"), ["x.txt"], "unknown file type"),
     (lambda p: None, ["missing.npy"], "no such file"),
+    (lambda p: np.save(p / "x.npy", np.zeros((2, 4, 4, 4))), ["x.npy", "--channel", "-1"], "--channel: -1 is out of range"),
+    (lambda p: np.save(p / "x.npy", np.zeros((4, 4, 4))), ["x.npy", "--turntable", "t.gif", "--frames", "0"],
+     "--frames: expected at least 1"),
 ])
 def test_cli_bad_input(tmp_path, capsys, make, args, message):
     make(tmp_path)
