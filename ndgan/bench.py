@@ -17,8 +17,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from . import cli
 
-from .train.config import ConfigError, load_config
+from .train.config import load_config
 from .train.loop import train
 
 INTERVAL = 16
@@ -30,25 +31,26 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--device", default=None, help="cpu | cuda (default: the config's train.device)")
     p.add_argument("--intervals", type=int, default=3, help=f"timed intervals of {INTERVAL} steps (default 3)")
+    cli.add_debug_flag(p)
     args = p.parse_args(argv)
-    try:
-        base = load_config(args.config, args.overrides)
-        batch = base.train.batch
-        steps = INTERVAL * (args.intervals + 1)
-        overrides = list(args.overrides) + [
-            f"train.kimg={steps * batch / 1000}", f"train.log_steps={INTERVAL}",
-            f"train.snapshot_kimg={10 * steps * batch / 1000}", "train.keep_checkpoints=1"]
-        if args.device:
-            overrides.append(f"train.device={args.device}")
-        cfg = load_config(args.config, overrides)
-        with tempfile.TemporaryDirectory() as tmp:
-            if torch.cuda.is_available():
-                torch.cuda.reset_peak_memory_stats()
-            train(cfg, Path(tmp) / "run")
-            stats = [json.loads(line) for line in (Path(tmp) / "run" / "stats.jsonl").read_text().splitlines()]
-    except (ConfigError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: _run(args), args.debug)
+
+
+def _run(args) -> int:
+    base = load_config(args.config, args.overrides)
+    batch = base.train.batch
+    steps = INTERVAL * (args.intervals + 1)
+    overrides = list(args.overrides) + [
+        f"train.kimg={steps * batch / 1000}", f"train.log_steps={INTERVAL}",
+        f"train.snapshot_kimg={10 * steps * batch / 1000}", "train.keep_checkpoints=1"]
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    cfg = load_config(args.config, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        train(cfg, Path(tmp) / "run")
+        stats = [json.loads(line) for line in (Path(tmp) / "run" / "stats.jsonl").read_text().splitlines()]
     timed = [s["sec_per_kimg"] for s in stats[1:]] or [stats[0]["sec_per_kimg"]]
     sec_per_kimg = statistics.median(timed)
     device = cfg.train.device if cfg.train.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import cli
 from .export import FORMATS, export, generate, interpolation_frames, load_generator, parse_seeds, style_mixing_grid
 
 
@@ -31,25 +32,23 @@ def main(argv=None) -> int:
     p.add_argument("--interpolate", metavar="SEED_A,SEED_B", help="write interpolation.gif from one latent to another")
     p.add_argument("--frames", type=int, default=16, help="frames of the interpolation")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    cli.add_debug_flag(p)
     args = p.parse_args(argv)
-    try:
-        if args.n < 1 or args.batch < 1:
-            raise ValueError("--n and --batch: expected positive numbers")
-        seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
-        G = load_generator(args.source, args.device)
-        if G.c_dim:
-            raise ValueError("this generator is conditional; class-conditional sampling from the CLI is not "
-                             "supported yet (use ndgan.export.generate with labels c)")
-        if args.style_mixing or args.interpolate:
-            return _figures(G, args, seeds)
-        x = generate(G, seeds, args.truncation, args.batch)
-        paths, notes = export(x, G, seeds, args.out, args.format, args.truncation, args.overwrite)
-    except (ValueError, OSError, RuntimeError) as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: _run(args), args.debug)
+
+
+def _run(args) -> int:
+    if args.n < 1 or args.batch < 1:
+        raise ValueError("--n and --batch: expected positive numbers")
+    seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
+    G = load_generator(args.source, args.device)
+    if G.c_dim:
+        raise ValueError("this generator is conditional; class-conditional sampling from the CLI is not "
+                         "supported yet (use ndgan.export.generate with labels c)")
+    if args.style_mixing or args.interpolate:
+        return _figures(G, args, seeds)
+    x = generate(G, seeds, args.truncation, args.batch)
+    paths, notes = export(x, G, seeds, args.out, args.format, args.truncation, args.overwrite)
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {len(seeds)} samples ({args.format}) from {args.source} ({G.kimg:g} kimg) to "

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import ops
+from . import cli
 from .export import load_generator, reference_affine, to_physical
 from .nets import Discriminator
 from .train import checkpoint as ckpt
@@ -221,29 +222,33 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-features", action="store_true", help="pixel/voxel distance only (no discriminator)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    cli.add_debug_flag(p)
     args = p.parse_args(argv)
-    try:
-        if args.steps < 1:
-            raise ValueError("--steps: expected a positive number")
-        G = load_generator(args.source, args.device)
-        target = load_target(args.target, G, args.index)
-        D = None
-        if not args.no_features:
-            path = Path(args.source)
-            state = ckpt.latest_valid(path)[1] if path.is_dir() else ckpt.load(path)
-            D = Discriminator(**state["D_kwargs"]).to(args.device).eval().requires_grad_(False)
-            D.load_state_dict(state["D"])
-        out = Path(args.out)
-        names = ["projected_w.npy", "projected_noise.npz", "reconstruction.png", "reconstruction.npy", "report.json"]
-        names += ["reconstruction.nii.gz"] if G.spatial_dims == 3 else []
-        existing = [n for n in names if (out / n).exists()]
-        if existing and not args.overwrite:
-            raise FileExistsError(f"{out / existing[0]}: already exists; pass --overwrite or choose another --out")
-        ws, recon, report = project(G, target, args.steps, args.space, D, args.seed, log=print)
-        _write_results(out, G, target, ws, recon, report)
-    except (ValueError, OSError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: _run(args), args.debug)
+
+
+def _run(args) -> int:
+    if args.steps < 1:
+        raise ValueError("--steps: expected a positive number")
+    G = load_generator(args.source, args.device)
+    target = load_target(args.target, G, args.index)
+    D = None
+    if not args.no_features:
+        path = Path(args.source)
+        state = ckpt.latest_valid(path)[1] if path.is_dir() else ckpt.load(path)
+        if "D_kwargs" not in state or "D" not in state:
+            raise ValueError(f"{path}: the checkpoint has no discriminator for the feature distance; "
+                             f"pass --no-features")
+        D = Discriminator(**state["D_kwargs"]).to(args.device).eval().requires_grad_(False)
+        D.load_state_dict(state["D"])
+    out = Path(args.out)
+    names = ["projected_w.npy", "projected_noise.npz", "reconstruction.png", "reconstruction.npy", "report.json"]
+    names += ["reconstruction.nii.gz"] if G.spatial_dims == 3 else []
+    existing = [n for n in names if (out / n).exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{out / existing[0]}: already exists; pass --overwrite or choose another --out")
+    ws, recon, report = project(G, target, args.steps, args.space, D, args.seed, log=print)
+    _write_results(out, G, target, ws, recon, report)
     print(f"projected {args.target}: MSE {report['mse']:.4g}, PSNR {report['psnr_db']:.1f} dB -> {args.out}")
     return 0
 

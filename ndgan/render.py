@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from . import cli
 
 from .viz.render import MODES, render, turntable
 
@@ -85,32 +86,33 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--size", type=int, default=512, help="picture size in pixels")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    cli.add_debug_flag(p)
     args = p.parse_args(argv)
-    try:
-        from PIL import Image
+    return cli.run(lambda: _run(args), args.debug)
 
-        if args.frames < 1 or args.size < 16:
-            raise ValueError("--frames: expected at least 1; --size: expected at least 16 pixels")
-        outputs = [Path(args.out)] + ([Path(args.turntable)] if args.turntable else [])
-        for path in outputs:
-            if path.exists() and not args.overwrite:
-                raise FileExistsError(f"{path}: already exists; pass --overwrite")
-        volume, spacing, units = read_volume(args.file, args.index, args.channel)
-        spacing = spacing if spacing is not None else (args.spacing or (1.0, 1.0, 1.0))
-        kwargs = dict(mode=args.mode, spacing=spacing, iso=args.iso, units=units, window_size=(args.size, args.size))
-        pictures = [Image.fromarray(render(volume, **kwargs))]
-        if args.turntable:
-            pictures.append([Image.fromarray(f) for f in turntable(volume, frames=args.frames, **kwargs)])
-        for path, picture in zip(outputs, pictures):  # everything rendered first: no partial outputs
-            tmp = path.with_name(f".tmp-{path.name}")
-            if isinstance(picture, list):
-                picture[0].save(tmp, save_all=True, append_images=picture[1:], duration=80, loop=0)
-            else:
-                picture.save(tmp)
-            tmp.replace(path)
-    except (ValueError, OSError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _run(args) -> int:
+    from PIL import Image
+
+    if args.frames < 1 or args.size < 16:
+        raise ValueError("--frames: expected at least 1; --size: expected at least 16 pixels")
+    outputs = [Path(args.out)] + ([Path(args.turntable)] if args.turntable else [])
+    for path in outputs:
+        if path.exists() and not args.overwrite:
+            raise FileExistsError(f"{path}: already exists; pass --overwrite")
+    volume, spacing, units = read_volume(args.file, args.index, args.channel)
+    spacing = spacing if spacing is not None else (args.spacing or (1.0, 1.0, 1.0))
+    kwargs = dict(mode=args.mode, spacing=spacing, iso=args.iso, units=units, window_size=(args.size, args.size))
+    pictures = [Image.fromarray(render(volume, **kwargs))]
+    if args.turntable:
+        pictures.append([Image.fromarray(f) for f in turntable(volume, frames=args.frames, **kwargs)])
+    for path, picture in zip(outputs, pictures):  # everything rendered first: no partial outputs
+        tmp = path.with_name(f".tmp-{path.name}")
+        if isinstance(picture, list):
+            picture[0].save(tmp, save_all=True, append_images=picture[1:], duration=80, loop=0)
+        else:
+            picture.save(tmp)
+        tmp.replace(path)
     print(f"wrote {args.out}" + (f" and {args.turntable}" if args.turntable else ""))
     return 0
 

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from .. import cli
 
 
 def _write(out, arrays, meta, extra=None):
@@ -126,13 +127,14 @@ def main(argv=None):
     p.add_argument("--patterns", nargs="+", help="NIfTI: one glob per channel with one '*' for the subject id")
     p.add_argument("--spatial-dims", type=int, help=".npy: number of spatial axes (default ndim - 2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    cli.add_debug_flag(p)
     args = p.parse_args(argv)
-    try:
-        report = convert(args.src, args.out, args.shape, args.spacing, args.channels, args.patterns,
-                         args.spatial_dims, args.overwrite)
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return cli.run(lambda: _run(args), args.debug)
+
+
+def _run(args) -> int:
+    report = convert(args.src, args.out, args.shape, args.spacing, args.channels, args.patterns,
+                     args.spatial_dims, args.overwrite)
     print(f"converted {report['source']} -> {report['out']}")
     print(f"  written: {report['written']} samples of {report['channels']} x {' x '.join(map(str, report['shape']))}")
     print(f"  values: [{report['values'][0]:.4g}, {report['values'][1]:.4g}]")

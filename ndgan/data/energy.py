@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import torch
+from .. import cli
 
 EPSILON_K = 115.0  # probe-O well depth, eps / k_B in kelvin
 SIGMA_A = 3.47  # probe-O size, Angstrom
@@ -195,13 +196,14 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="output .h5 file")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    cli.add_debug_flag(p)
     args = p.parse_args(argv)
+    return cli.run(lambda: _run(args), args.debug)
+
+
+def _run(args) -> int:
     t = time.perf_counter()
-    try:
-        path = write_hdf5(args.out, args.n, args.size, args.seed, args.overwrite)
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    path = write_hdf5(args.out, args.n, args.size, args.seed, args.overwrite)
     print(f"wrote {args.n} energy grids of {args.size}^3 x 2 channels to {path} in {time.perf_counter() - t:.1f} s")
     return 0
 

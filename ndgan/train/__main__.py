@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from .. import cli
 
-from .config import ConfigError, load_config
+from .config import load_config
 
 
 def main(argv=None) -> int:
@@ -19,19 +20,17 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", help="'auto' (newest valid checkpoint in the run folder) or a checkpoint path")
-    p.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    cli.add_debug_flag(p)
     args = p.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-        from .loop import train
+    return cli.run(lambda: _run(args), args.debug)
 
-        out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-        train(cfg, out, args.resume)
-    except (ConfigError, ValueError, OSError) as e:  # bad input, missing files, a full disk: one line
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _run(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from .loop import train
+
+    out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
+    train(cfg, out, args.resume)
     print(f"done: {out}")
     return 0
 

@@ -188,6 +188,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             torch.manual_seed(t.seed * 1_000_003 + rank + step)
     for net in (G, D, G_ema):
         distributed.broadcast_module(net)
+    g_params, d_params = list(G.parameters()), list(D.parameters())  # for the optimiser steps, built once
     synthesis = torch.compile(G.synthesis) if t.compile else G.synthesis  # R1 and path length stay uncompiled:
     D_main = torch.compile(D) if t.compile else D  # compiled graphs do not support double backward
     per_rank = t.batch // world
@@ -260,14 +261,14 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 d_loss = losses.wgan_d(real_logits, fake_logits)
         if t.loss == "wgan-gp":
             d_loss = d_loss + t.gp_weight * losses.gradient_penalty(D, reals, fakes, c).mean()
-        optimizer_step(D_opt, d_loss, list(D.parameters()), world, scalers["D"])
+        optimizer_step(D_opt, d_loss, d_params, world, scalers["D"])
         accumulate("loss/D", d_loss)
 
         # R1, lazily: gamma/2 * |grad D(real)|^2 every r1_interval steps, scaled by the interval.
         if r1_interval and step % r1_interval == 0:
             reals_r1 = reals.detach().requires_grad_(True)
             r1 = losses.r1_penalty(D(reals_r1, c), reals_r1)
-            optimizer_step(D_opt, r1.mean() * (t.r1_gamma / 2) * r1_interval, list(D.parameters()), world, unscaled)
+            optimizer_step(D_opt, r1.mean() * (t.r1_gamma / 2) * r1_interval, d_params, world, unscaled)
             accumulate("loss/R1", r1.mean())
 
         # G main: non-saturating loss through a frozen D.
@@ -277,7 +278,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
             fake_logits = D_main(fakes, c)
             g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
-        optimizer_step(G_opt, g_loss, list(G.parameters()), world, scalers["G"])
+        optimizer_step(G_opt, g_loss, g_params, world, scalers["G"])
         accumulate("loss/G", g_loss)
 
         # Path length, lazily: (|J_w^T y| - a)^2 on a smaller batch every pl_interval steps.
@@ -289,7 +290,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             lengths = losses.path_lengths(images, ws, losses.path_length_noise(images))
             penalty, pl_mean = losses.path_length_penalty(lengths, pl_mean, t.pl_decay)
             pl_mean = pl_mean.detach()
-            optimizer_step(G_opt, penalty.mean() * t.pl_weight * pl_interval, list(G.parameters()), world, unscaled)
+            optimizer_step(G_opt, penalty.mean() * t.pl_weight * pl_interval, g_params, world, unscaled)
             accumulate("loss/PL", penalty.mean())
 
         # EMA of G with a half-life of ema_kimg (ramped up over the first images).
