@@ -19,6 +19,7 @@ __all__ = [
     "check_padding_mode",
     "conv",
     "conv_transpose",
+    "max_pool",
     "ntuple",
     "parse_factors",
     "parse_padding",
@@ -33,6 +34,7 @@ PADDING_MODES = ("zeros", "circular")
 
 _CONV = (F.conv1d, F.conv2d, F.conv3d)
 _CONV_T = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
+_MAX_POOL = (F.max_pool1d, F.max_pool2d, F.max_pool3d)
 
 
 def check_nd(x: torch.Tensor, name: str = "x") -> int:
@@ -50,9 +52,14 @@ def check_nd(x: torch.Tensor, name: str = "x") -> int:
     return nd
 
 
-def conv(x, weight, bias=None, stride=1, padding=0, groups=1):
+def conv(x, weight, bias=None, stride=1, padding=0, groups=1, dilation=1):
     """Cross-correlation of ``x: [N, I, *S]`` with ``weight: [O, I/groups, *k]`` for any nd."""
-    return _CONV[x.ndim - 3](x, weight, bias, stride=stride, padding=padding, groups=groups)
+    return _CONV[x.ndim - 3](x, weight, bias, stride=stride, padding=padding, groups=groups, dilation=dilation)
+
+
+def max_pool(x, kernel, stride=None, padding=0):
+    """Max pooling of ``x: [N, C, *S]`` over every spatial axis, for any nd."""
+    return _MAX_POOL[x.ndim - 3](x, kernel, stride=stride, padding=padding)
 
 
 def conv_transpose(x, weight, stride=1, padding=0, groups=1):

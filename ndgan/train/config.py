@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from ..metrics.settings import MetricSettings, check_names, check_settings
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -86,6 +88,8 @@ class TrainConfig:
     precision: str = "float32"  # float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
     compile: bool = False  # torch.compile the main forward passes
     grid_size: int = 16  # samples in each snapshot grid
+    metrics: tuple[str, ...] = ()  # metrics evaluated during training (ndgan.metrics.METRICS), on G_ema
+    metrics_kimg: float | None = None  # evaluate every this many kimg (None: at every snapshot) and at the end
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class Config:
     G: GConfig = field(default_factory=GConfig)
     D: DConfig = field(default_factory=DConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    metrics: MetricSettings = field(default_factory=MetricSettings)  # settings of train.metrics and the CLI
 
 
 class ConfigError(ValueError):
@@ -236,6 +241,16 @@ def validate(cfg: Config) -> Config:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if t.metrics_kimg is not None and t.metrics_kimg <= 0:
+        raise ConfigError("train.metrics_kimg: expected a positive number of kimg (or null: at every snapshot)")
+    try:
+        check_names(t.metrics)
+    except ValueError as e:
+        raise ConfigError(f"train.metrics: {e}") from None
+    try:
+        check_settings(cfg.metrics)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return cfg
 
 

@@ -208,6 +208,14 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
 
     total, snap = int(round(t.kimg * 1000)), max(int(round(t.snapshot_kimg * 1000)), 1)
     next_snapshot = (nimg // snap + 1) * snap
+    # Metrics run on rank 0; building the evaluator first makes a missing weights file an error before step 0.
+    evaluator = None
+    if t.metrics and rank == 0:
+        from ..metrics.evaluate import Evaluator
+
+        evaluator = Evaluator(t.metrics, dataset, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
+    every = max(int(round((t.metrics_kimg or t.snapshot_kimg) * 1000)), 1)
+    next_metrics = (nimg // every + 1) * every
     writer = _tensorboard(run_dir) if rank == 0 else None
     bar = _progress(total, nimg) if rank == 0 else None
     sums, counts, t_log, nimg_log = {}, {}, time.time(), nimg
@@ -325,12 +333,33 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         if nimg >= next_snapshot or nimg >= total:
             save_snapshot()
             next_snapshot = (nimg // snap + 1) * snap
+
+        # Metrics on G_ema every metrics_kimg (default: every snapshot) and at the end; seeded, RNG untouched.
+        if t.metrics and (nimg >= next_metrics or nimg >= total):
+            if evaluator is not None:
+                seconds = log_metrics(evaluator, G_ema, run_dir, writer, nimg, step)
+                t_log += seconds  # keep the metrics' time out of sec_per_kimg
+            next_metrics = (nimg // every + 1) * every
     if bar is not None:
         bar.close()
     if writer is not None:
         writer.close()
     distributed.cleanup()
     return run_dir
+
+
+def log_metrics(evaluator, G_ema, run_dir: Path, writer, nimg: int, step: int) -> float:
+    """Evaluate, append a line to ``run_dir/metrics.jsonl`` and TensorBoard scalars ``metrics/*``; return seconds."""
+    start = time.time()
+    results, info = evaluator.evaluate(G_ema)
+    seconds = time.time() - start
+    record = {"kimg": nimg / 1000, "step": step, "results": results, "info": info, "seconds": round(seconds, 2)}
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if writer is not None:
+        for key, value in results.items():
+            writer.add_scalar(f"metrics/{key}", value, nimg)
+    return seconds
 
 
 def _exists(path) -> bool:

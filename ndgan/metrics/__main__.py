@@ -1,0 +1,113 @@
+"""python -m ndgan.metrics RUN_OR_CKPT --metrics fid,kid [--data PATH] [--num N] [--inception PATH] ...
+
+Evaluates the EMA generator of a checkpoint (or of a run folder's newest valid one) against its training data
+(the data section of the checkpoint's config; --data points it elsewhere). Settings default to the run's
+'metrics' config section. Prints one line per value, next to its real-vs-real baseline where there is one, and
+writes the results as JSON (--json FILE; by default a line appended to RUN/metrics.jsonl when given a run
+folder). Errors: one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from .. import cli
+from .settings import METRICS, check_names
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ndgan.metrics", description=__doc__.split("\n\n")[1].strip(),
+                                epilog="Metrics: " + "; ".join(f"{k}: {v}" for k, v in METRICS.items()),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="RUN_OR_CKPT", help="checkpoint file or run folder")
+    p.add_argument("--metrics", required=True, help="comma-separated names, e.g. fid,kid,pr or energy,msssim,hist")
+    p.add_argument("--data", help="real data path (default: the checkpoint config's data.path)")
+    p.add_argument("--num", type=int, help="generated samples (default: metrics.num_gen of the run's config)")
+    p.add_argument("--num-real", type=int, help="real samples (default: as many as generated, at most the data)")
+    p.add_argument("--batch", type=int, help="batch size (even)")
+    p.add_argument("--inception", help="FID Inception weights file (or set NDGAN_INCEPTION)")
+    p.add_argument("--lpips", help="LPIPS weights for ppl: VGG16.pth,LIN.pth")
+    p.add_argument("--features", help="feature network for fid/kid/pr/ppl on volumes: MedicalNet-style ResNet "
+                                      "state dict, Inception state dict, or TorchScript file")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="write the results to this JSON file (refuses to overwrite)")
+    cli.add_debug_flag(p)
+    args = p.parse_args(argv)
+    return cli.run(lambda: _run(args), args.debug)
+
+
+def _run(args) -> int:
+    try:
+        names = check_names(args.metrics)
+    except ValueError as e:
+        raise ValueError(f"--metrics: {e}") from None
+    if not names:
+        raise ValueError("--metrics: expected at least one metric name")
+    if args.json and Path(args.json).exists():
+        raise FileExistsError(f"{args.json}: exists; choose another --json file")
+    from ..data import open_dataset
+    from ..export import load_generator
+    from ..train.config import from_dict
+    from ..train.loop import _exists, source_options
+    from .evaluate import Evaluator
+
+    G = load_generator(args.source, args.device)
+    cfg = from_dict(G.config)
+    data = cfg.data if args.data is None else dataclasses.replace(cfg.data, path=args.data)
+    if data.source not in ("procedural", "energy") and not _exists(data.path):
+        raise FileNotFoundError(f"{data.path}: the real data is not there; pass --data PATH"
+                                + (f" ({data.missing_hint})" if data.missing_hint else ""))
+    dataset = open_dataset(data.source, **source_options(data))
+    overrides = {"num_gen": args.num, "num_real": args.num_real, "batch": args.batch, "inception": args.inception,
+                 "features": args.features, "seed": args.seed,
+                 "lpips": tuple(x for x in args.lpips.split(",") if x) if args.lpips else None}
+    settings = dataclasses.replace(cfg.metrics, **{k: v for k, v in overrides.items() if v is not None})
+    evaluator = Evaluator(names, dataset, settings, args.device, metadata=getattr(dataset, "metadata", None))
+    expected, got = (G.channels, *G.shape), (evaluator.channels, *evaluator.shape)
+    if tuple(expected) != got:
+        raise ValueError(f"--data: samples of {got}, the generator makes {tuple(expected)}")
+    start = time.perf_counter()
+    results, info = evaluator.evaluate(G)
+    seconds = time.perf_counter() - start
+    print(format_results(results, info))
+    record = {"source": str(args.source), "kimg": G.kimg, "metrics": list(names), "results": results, "info": info,
+              "seconds": round(seconds, 2), "settings": dataclasses.asdict(settings)}
+    if args.json:
+        write_json(Path(args.json), record)
+    elif Path(args.source).is_dir():
+        with open(Path(args.source) / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    saved = (f"written to {args.json}" if args.json else "appended to metrics.jsonl" if Path(args.source).is_dir()
+             else "not saved (pass --json FILE)")
+    print(f"{seconds:.1f} s; results {saved}")
+    return 0
+
+
+def format_results(results: dict, info: dict) -> str:
+    """One line per value; a value with a ``_baseline`` twin shows it as the real-vs-real reference."""
+    lines = []
+    for key, value in results.items():
+        if key.endswith("_baseline"):
+            continue
+        base = results.get(f"{key}_baseline")
+        lines.append(f"{key:32s} {value:12.6g}" + (f"   real-vs-real {base:.6g}" if base is not None else ""))
+    for name, note in info.items():
+        lines.append(f"[{name}] " + ", ".join(f"{k}: {v}" for k, v in note.items()))
+    return "\n".join(lines)
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write ``record`` to ``path`` through a temporary file (never a half-written result)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Metric names and settings, free of heavy imports so the training config can use them."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+METRICS = {
+    "fid": "Fréchet distance of features (Inception for 2D images; metrics.features for other data)",
+    "kid": "kernel inception distance (x 1e3 is the usual report), same features as fid",
+    "pr": "improved precision and recall (k = 3), same features as fid",
+    "ppl": "perceptual path length in W, end sampling (LPIPS with metrics.lpips, else feature distance)",
+    "fid_slices": "Fréchet distance of Inception features of 2D slices of volumes, per axis and mean",
+    "mmd": "unbiased MMD^2 of raw samples (Gaussian kernels, median heuristic), pooled to <= mmd_size per axis",
+    "msssim": "MS-SSIM of random generated pairs (diversity: lower is more diverse), next to real pairs",
+    "hist": "per-channel intensity distribution distance (earth mover's, in data units and physical units)",
+    "energy": "Henry coefficient, heat of adsorption and void fraction of energy grids (distribution distances)",
+}
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    num_gen: int = 10000  # generated samples per evaluation
+    num_real: int | None = None  # real samples (None: as many as num_gen, at most the dataset)
+    batch: int = 16  # samples per generator / feature batch (even: MS-SSIM pairs come from one batch)
+    inception: str | None = None  # FID Inception weights file (None: $NDGAN_INCEPTION)
+    lpips: tuple[str, ...] = ()  # LPIPS weights: torchvision's VGG-16 file and the LPIPS heads file
+    features: str | None = None  # feature network file for fid/kid/pr/ppl on non-image data
+    slices: int = 8  # slices per axis for fid_slices
+    ppl_samples: int = 2000  # latent pairs for ppl
+    mmd_samples: int = 1000  # samples per side kept for mmd
+    mmd_size: int = 32  # mmd pools samples to at most this many points per axis
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    temperature: float = 298.0  # kelvin, for the energy metrics
+    truncation_psi: float = 1.0
+    seed: int = 0
+
+
+def check_names(names) -> tuple[str, ...]:
+    """Validate metric names (a list or comma-separated string); an unknown one names the closest valid one.
+    Messages leave out where the names came from: callers prefix it (``train.metrics: ...``)."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    for name in names:
+        if name not in METRICS:
+            close = difflib.get_close_matches(str(name), list(METRICS), n=1)
+            raise ValueError(f"{name!r} is not a metric; expected some of {', '.join(METRICS)}"
+                             + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if len(set(names)) != len(names):
+        raise ValueError(f"{list(names)} names a metric twice")
+    return tuple(names)
+
+
+def check_settings(s: MetricSettings, where: str = "metrics") -> MetricSettings:
+    """Range checks of the settings; the message names the key."""
+    checks = [
+        (s.num_gen >= 2, "num_gen: expected at least 2 samples"),
+        (s.num_real is None or s.num_real >= 2, "num_real: expected at least 2 samples (or null)"),
+        (s.batch >= 2 and s.batch % 2 == 0, "batch: expected an even number >= 2 (MS-SSIM pairs come from a batch)"),
+        (s.slices >= 1, "slices: expected at least 1 slice per axis"),
+        (s.ppl_samples >= 1 and s.mmd_samples >= 2 and s.mmd_size >= 1, "ppl_samples, mmd_samples, mmd_size: "
+         "expected positive counts (mmd_samples >= 2)"),
+        (s.kid_subsets >= 1 and s.kid_subset_size >= 2, "kid_subsets, kid_subset_size: expected >= 1 and >= 2"),
+        (s.temperature > 0, "temperature: expected a positive temperature in kelvin"),
+        (len(s.lpips) in (0, 1, 2), "lpips: expected [VGG16.pth, LIN.pth], one combined file, or nothing"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"{where}.{message}")
+    return s
