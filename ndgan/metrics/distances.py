@@ -8,16 +8,20 @@ unbiased Gaussian-kernel MMD (Gretton et al. 2012) on raw samples, and 1D Wasser
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 
-def _torchmetrics():
+def _torchmetrics(name):
+    """torchmetrics' FID or KID class (its package namespace hides them without torch-fidelity)."""
     try:
-        import torchmetrics.image  # noqa: F401
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        from torchmetrics.image.kid import KernelInceptionDistance
     except ImportError:
         raise ImportError("FID and KID use torchmetrics: pip install 'ndgan[metrics]'") from None
-    return torchmetrics
+    return {"fid": FrechetInceptionDistance, "kid": KernelInceptionDistance}[name]
 
 
 class _Given(nn.Module):
@@ -42,7 +46,7 @@ def _check(a, b, name):
 def frechet_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> float:
     """Fréchet distance between Gaussians fitted to features ``a: [N, F]`` and ``b: [M, F]`` (float64)."""
     _check(a, b, "frechet_distance")
-    fid = _torchmetrics().image.FrechetInceptionDistance(feature=_Given(a.shape[1]), sync_on_compute=False)
+    fid = _torchmetrics("fid")(feature=_Given(a.shape[1]), sync_on_compute=False)
     fid = fid.to(a.device)
     for features, real in ((a, True), (b, False)):
         for part in features.split(chunk):
@@ -58,8 +62,10 @@ def kid(a: torch.Tensor, b: torch.Tensor, subsets: int = 100, subset_size: int =
     """
     _check(a, b, "kid")
     size = min(subset_size, len(a), len(b))
-    metric = _torchmetrics().image.KernelInceptionDistance(feature=_Given(a.shape[1]), subsets=subsets,
-                                                          subset_size=size, sync_on_compute=False)
+    with warnings.catch_warnings():  # its note that it keeps every feature: so do we, by design
+        warnings.filterwarnings("ignore", message=".*will save all extracted features")
+        metric = _torchmetrics("kid")(feature=_Given(a.shape[1]), subsets=subsets, subset_size=size,
+                                      sync_on_compute=False)
     metric.update(a.double(), real=True)
     metric.update(b.double(), real=False)
     with torch.random.fork_rng(devices=[]):
@@ -108,9 +114,12 @@ def mmd(x: torch.Tensor, y: torch.Tensor, scales=(0.5, 1.0, 2.0), bandwidth: flo
         raise ValueError(f"mmd: expected two sets of >= 2 samples of one size, got {tuple(x.shape)} and {tuple(y.shape)}")
     both = torch.cat([x, y])
     d2 = torch.cdist(both, both).square()
-    if bandwidth is None:
-        off = d2[~torch.eye(len(both), dtype=torch.bool, device=d2.device)]
-        bandwidth = float(off.median().sqrt().clamp_min(1e-12))
+    if bandwidth is None:  # median over pairs (the mean of the two middle values for an even count)
+        rows, cols = torch.triu_indices(len(both), len(both), 1, device=d2.device)
+        pairs = d2[rows, cols]
+        k = len(pairs)
+        median = (pairs.kthvalue((k + 1) // 2).values + pairs.kthvalue(k // 2 + 1).values) / 2
+        bandwidth = float(median.sqrt().clamp_min(1e-12))
     kernel = sum(torch.exp(-d2 / (2 * (s * bandwidth) ** 2)) for s in scales)
     n, m = len(x), len(y)
     kxx, kyy, kxy = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]

@@ -59,6 +59,18 @@ def gaussian_taps(window: int, sigma: float, dtype=torch.float64, device=None) -
     return g / g.sum()
 
 
+def _gaussian_valid(stack: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Separable "valid" filtering of ``[K, N, C, *S]`` with ``taps`` along every spatial axis (one 1D pass
+    per axis: ``window * nd`` products per point instead of ``window ** nd``)."""
+    k, n, c, *size = stack.shape
+    y = stack.reshape(k * n * c, 1, *size)
+    for axis in range(len(size)):
+        shape = [1, 1] + [1] * len(size)
+        shape[2 + axis] = len(taps)
+        y = ndops.conv(y, taps.reshape(shape))
+    return y.reshape(k, n, c, *y.shape[2:])
+
+
 def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, window: int | None = None,
             scales: int | None = None, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """MS-SSIM of ``x, y: [N, C, *S]`` (any nd) -> ``[N]`` (per-channel values averaged), in float64.
@@ -80,9 +92,9 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, window: i
     for j in range(scales):
         if j:
             x, y = upfirdn(x, box, down=2), upfirdn(y, box, down=2)  # 2x average pool per axis
-        mx, my = upfirdn(x, taps), upfirdn(y, taps)  # "valid" Gaussian window: [N, C, *S - window + 1]
-        vx, vy = upfirdn(x * x, taps) - mx * mx, upfirdn(y * y, taps) - my * my
-        cov = upfirdn(x * y, taps) - mx * my
+        # Local statistics over a "valid" Gaussian window: [N, C, *S - window + 1] each.
+        mx, my, mxx, myy, mxy = _gaussian_valid(torch.stack([x, y, x * x, y * y, x * y]), taps)
+        vx, vy, cov = mxx - mx * mx, myy - my * my, mxy - mx * my
         cs = (2 * cov + c2) / (vx + vy + c2)
         if j < scales - 1:
             terms.append(cs.mean(axes))  # [N, C]
