@@ -42,7 +42,8 @@ def _run(args) -> int:
     steps = INTERVAL * (args.intervals + 1)
     overrides = list(args.overrides) + [
         f"train.kimg={steps * batch / 1000}", f"train.log_steps={INTERVAL}",
-        f"train.snapshot_kimg={10 * steps * batch / 1000}", "train.keep_checkpoints=1"]
+        f"train.snapshot_kimg={10 * steps * batch / 1000}", "train.keep_checkpoints=1",
+        "train.metrics=[]"]  # training speed only (benchmarks/metrics.py times the metrics)
     if args.device:
         overrides.append(f"train.device={args.device}")
     cfg = load_config(args.config, overrides)

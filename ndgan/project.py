@@ -169,7 +169,7 @@ def project(G, target, steps=1000, space="w", D=None, seed=0, lr=0.1, noise_weig
             for n in noises:
                 n.sub_(n.mean()).div_(n.std() + 1e-8)
         if log and (step % max(steps // 10, 1) == 0 or step == steps - 1):
-            log(f"step {step + 1}/{steps}: pixel {float(pixel):.4g}, feature {float(feature):.4g}")
+            log(f"step {step + 1}/{steps}: pixel {float(pixel.detach()):.4g}, feature {float(feature.detach()):.4g}")
     for n in noises:
         n.requires_grad_(False)
     with torch.no_grad():

@@ -33,7 +33,8 @@ def nifti_run(tmp_path_factory):
 def energy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("energy")
     cfg = load_config("configs/energy3d.yaml", SMALL + [f"data.path={tmp / 'e.h5'}", "data.shape=[16,16,16]",
-                                                         "data.options={n: 8, size: 16}", "data.workers=0"])
+                                                         "data.options={n: 8, size: 16}", "data.workers=0",
+                                                         "metrics.num_gen=8"])
     return train(cfg, tmp / "run")
 
 
@@ -48,6 +49,15 @@ def test_nifti_export_lands_in_the_training_data_world_space(nifti_run, tmp_path
     lo, hi = G.metadata["channel_value_ranges"][0]
     x = generate(G, [1])[0, 0].clamp(-1, 1).numpy()
     np.testing.assert_allclose(img.get_fdata(), lo + (x + 1) / 2 * (hi - lo), rtol=1e-4, atol=1e-3)
+
+
+def test_the_energy_config_evaluates_its_metrics(energy_run):
+    import json
+
+    (line,) = (energy_run / "metrics.jsonl").read_text().splitlines()  # train.metrics of configs/energy3d.yaml
+    results = json.loads(line)["results"]
+    assert {"energy_log10_henry_w1", "energy_heat_kj_mol_w1_baseline", "msssim", "hist_w1_physical"} <= set(results)
+    assert all(v == v for v in results.values())  # no NaN
 
 
 def test_hdf5_export_in_kelvin_with_attributes(energy_run, tmp_path):

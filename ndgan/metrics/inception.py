@@ -176,7 +176,7 @@ def weights_path(path=None) -> Path:
     path = path or os.environ.get(ENV_VAR)
     how = (f"download {WEIGHTS_NAME} (the FID Inception of pytorch-fid and torch-fidelity) from {WEIGHTS_URL} on a "
            f"machine with internet access, then pass --inception PATH, set metrics.inception: PATH in the config, "
-           f"or export {ENV_VAR}=PATH")
+           f"or export {ENV_VAR}=PATH (during training: or leave the Inception metrics out of train.metrics)")
     if not path:
         raise FileNotFoundError(f"Inception-v3 features need a weights file, and none was given: {how}")
     if not Path(path).is_file():
