@@ -7,6 +7,7 @@ hooks do not support.
 
 from __future__ import annotations
 
+import datetime
 import os
 from contextlib import contextmanager
 
@@ -23,7 +24,8 @@ def setup(device: str):
         raise ValueError(f"train.device: {device} requested, but this machine has no CUDA device; use cpu or auto")
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend=backend)
+        # Rank 0 evaluates metrics while the others wait in their next collective: allow an hour for that.
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=60))
     rank = dist.get_rank() if dist.is_initialized() else 0
     if device == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -66,17 +66,20 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
 
 def test_two_process_gloo_run(tmp_path):
     """torchrun with 2 CPU processes: gradients averaged (ranks checked in sync at every snapshot), rank 0
-    writes the run folder."""
+    writes the run folder and evaluates the metrics."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ndgan.train",
            "configs/tiny2d.yaml", "train.kimg=0.032", "train.snapshot_kimg=0.016", "data.options.length=128",
-           "train.log_steps=2", "--out", str(tmp_path / "ddp")]
+           "train.log_steps=2", "train.metrics=[hist,msssim]", "metrics.num_gen=8", "metrics.batch=8",
+           "--out", str(tmp_path / "ddp")]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     names = sorted(p.name for p in (tmp_path / "ddp").iterdir())
     assert "checkpoint-000000032.pt" in names and "config.yaml" in names
     stats = (tmp_path / "ddp" / "stats.jsonl").read_text().splitlines()
     assert len(stats) == 2  # 4 steps logged every 2 steps, by rank 0 alone
+    metrics = (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 2  # rank 0 evaluates at both snapshots while rank 1 waits
 
 
 def test_conditional_training_from_labelled_hdf5(tmp_path):
