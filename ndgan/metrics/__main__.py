@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--inception", help="FID Inception weights file (or set NDGAN_INCEPTION)")
     p.add_argument("--lpips", help="LPIPS weights for ppl: VGG16.pth,LIN.pth")
     p.add_argument("--features", help="feature network for fid/kid/pr/ppl on volumes: MedicalNet-style ResNet "
-                                      "state dict, Inception state dict, or TorchScript file")
+                                      "state dict, Inception state dict, torch.export (.pt2) or TorchScript file")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the results to this JSON file (refuses to overwrite)")

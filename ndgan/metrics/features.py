@@ -7,7 +7,7 @@ in [-1, 1] as ndgan's data and generators give them.
 - ``VolumeFeatures``: an N-d encoder (e.g. a MedicalNet ResNet) on volumes, each sample and channel z-scored
   as MedicalNet's preprocessing does; a one-channel encoder sees every channel separately.
 - ``load_features(spec)``: a weights file (Inception or MedicalNet-style ResNet, recognised by its keys, loaded
-  ``weights_only``), a TorchScript file, or an ``nn.Module`` given in Python.
+  ``weights_only``), a ``torch.export`` program (``.pt2``), a TorchScript file, or an ``nn.Module`` in Python.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def inception_features(path, channels: int, device="cpu") -> ImageFeatures:
 
 def load_features(spec, channels: int, spatial_dims: int, device="cpu") -> nn.Module:
     """A feature network for samples of ``channels`` channels and ``spatial_dims`` axes from ``spec``: an
-    ``nn.Module``, a TorchScript file, or a state dict of the FID Inception (2D) or a MedicalNet-style ResNet."""
+    ``nn.Module``, a ``torch.export`` program or TorchScript file, or a state dict of the FID Inception (2D) or
+    of a MedicalNet-style ResNet."""
     if isinstance(spec, nn.Module):
         net = spec if hasattr(spec, "name") else ModuleFeatures(spec, type(spec).__name__)
         return net.to(device).eval().requires_grad_(False)
@@ -115,7 +116,11 @@ def load_features(spec, channels: int, spatial_dims: int, device="cpu") -> nn.Mo
     if not path.is_file():
         raise FileNotFoundError(f"{path}: feature network file not found (expected a TorchScript file or a state "
                                 f"dict of the FID Inception or of a MedicalNet-style ResNet)")
-    if _is_torchscript(path):
+    kind = _archive_kind(path)
+    if kind == "export":  # torch.export.save (.pt2): the successor of TorchScript
+        net = ModuleFeatures(torch.export.load(str(path)).module(), f"exported program {path.name}")
+        return net.to(device).requires_grad_(False)
+    if kind == "torchscript":
         net = ModuleFeatures(torch.jit.load(str(path), map_location="cpu"), f"TorchScript {path.name}")
         return net.to(device).eval().requires_grad_(False)
     state = load_state_dict(path, "feature network weights")
@@ -124,8 +129,7 @@ def load_features(spec, channels: int, spatial_dims: int, device="cpu") -> nn.Mo
             raise ValueError(f"{path}: the Inception is a 2D image network, the data has {spatial_dims} spatial "
                              f"axes; use the fid_slices metric for slices, or a volume encoder")
         inception = InceptionV3()
-        check_keys(inception, state, path, "the FID Inception weights")
-        inception.load_state_dict(state)
+        inception.load_state_dict(check_keys(inception, state, path, "the FID Inception weights"))
         net = ImageFeatures(inception, channels, f"Inception-v3 ({path.name})")
     else:
         encoder = encoder_from_state_dict(state, path)
@@ -135,9 +139,13 @@ def load_features(spec, channels: int, spatial_dims: int, device="cpu") -> nn.Mo
     return net.to(device).eval().requires_grad_(False)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives carry their code (``<name>/code/...``); ``torch.save`` files do not."""
+def _archive_kind(path: Path):
+    """'export' for torch.export archives, 'torchscript' for TorchScript ones (they carry ``<name>/code/``),
+    None for anything else (``torch.save`` files are zip archives too, without either)."""
     if not zipfile.is_zipfile(path):
-        return False
+        return None
     with zipfile.ZipFile(path) as z:
-        return any("/code/" in name for name in z.namelist())
+        names = z.namelist()
+    if any(name.endswith("/archive_format") for name in names):
+        return "export"
+    return "torchscript" if any("/code/" in name for name in names) else None

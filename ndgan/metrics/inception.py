@@ -189,8 +189,7 @@ def load_inception(path=None, device="cpu") -> InceptionV3:
     path = weights_path(path)
     state = load_state_dict(path, "Inception-v3 weights")
     net = InceptionV3()
-    check_keys(net, state, path, f"the FID Inception weights ({WEIGHTS_NAME})")
-    net.load_state_dict(state)
+    net.load_state_dict(check_keys(net, state, path, f"the FID Inception weights ({WEIGHTS_NAME})"))
     return net.to(device).eval().requires_grad_(False)
 
 
@@ -208,8 +207,9 @@ def load_state_dict(path, what: str) -> dict:
     return state
 
 
-def check_keys(net: nn.Module, state: dict, path, what: str) -> None:
-    """Raise a one-line error when ``state`` is not a state dict of ``net`` (missing/unexpected keys, shapes)."""
+def check_keys(net: nn.Module, state: dict, path, what: str) -> dict:
+    """Raise a one-line error when ``state`` is not a state dict of ``net`` (missing/unexpected keys, shapes);
+    return it with any batch-norm ``num_batches_tracked`` counters it lacks (older files have none)."""
     own = net.state_dict()
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
@@ -219,3 +219,4 @@ def check_keys(net: nn.Module, state: dict, path, what: str) -> None:
                  else f"{wrong[0]!r} has shape {tuple(state[wrong[0]].shape)}, expected {tuple(own[wrong[0]].shape)}")
         raise ValueError(f"{path}: not {what} ({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} "
                          f"mis-shaped keys; first: {first})")
+    return {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **state}

@@ -64,8 +64,10 @@ class LPIPS(nn.Module):
 
 def load_lpips(paths, device="cpu") -> LPIPS:
     """LPIPS-VGG from ``paths``: one file or a list/comma-separated pair (VGG-16 backbone, LPIPS heads)."""
-    if isinstance(paths, (str, Path)):
-        paths = [p for p in str(paths).split(",") if p]
+    if isinstance(paths, str):
+        paths = [p for p in paths.split(",") if p]
+    elif isinstance(paths, Path):
+        paths = [paths]
     merged = {}
     for path in paths:
         if not Path(path).is_file():

@@ -128,6 +128,5 @@ def encoder_from_state_dict(state: dict, path="state dict") -> ResNetEncoder:
                         shortcut="B" if any(".downsample." in k for k in state) else "A")
     from .inception import check_keys
 
-    check_keys(net, state, path, "a MedicalNet-style ResNet state dict")
-    net.load_state_dict(state)
+    net.load_state_dict(check_keys(net, state, path, "a MedicalNet-style ResNet state dict"))
     return net.eval().requires_grad_(False)
