@@ -56,7 +56,7 @@ def test_the_energy_config_evaluates_its_metrics(energy_run):
 
     (line,) = (energy_run / "metrics.jsonl").read_text().splitlines()  # train.metrics of configs/energy3d.yaml
     results = json.loads(line)["results"]
-    assert {"energy_log10_henry_w1", "energy_heat_kj_mol_w1_baseline", "msssim", "hist_w1_physical"} <= set(results)
+    assert {"energy_log10_henry_w1", "energy_heat_kj_mol_w1_baseline", "msssim", "hist_w1_c1_physical"} <= set(results)
     assert all(v == v for v in results.values())  # no NaN
 
 

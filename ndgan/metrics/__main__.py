@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from .. import cli
-from .settings import METRICS, check_names
+from .settings import METRICS, check_names, json_safe
 
 
 def main(argv=None) -> int:
@@ -51,6 +52,8 @@ def _run(args) -> int:
         raise ValueError("--metrics: expected at least one metric name")
     if args.json and Path(args.json).exists():
         raise FileExistsError(f"{args.json}: exists; choose another --json file")
+    if args.json and not Path(args.json).parent.is_dir():
+        raise FileNotFoundError(f"{args.json}: the folder {Path(args.json).parent} does not exist")
     from ..data import open_dataset
     from ..export import load_generator
     from ..train.config import from_dict
@@ -59,8 +62,16 @@ def _run(args) -> int:
 
     G = load_generator(args.source, args.device)
     cfg = from_dict(G.config)
-    data = cfg.data if args.data is None else dataclasses.replace(cfg.data, path=args.data)
-    if data.source not in ("procedural", "energy") and not _exists(data.path):
+    data = cfg.data
+    if args.data is not None:
+        if data.source == "procedural":
+            raise ValueError("--data: this run trained on procedural data, which has no path to replace")
+        if not _exists(args.data):
+            raise FileNotFoundError(f"--data: {args.data} does not exist")
+        # Another energy file is read as it is (never generated); other sources keep their options.
+        data = dataclasses.replace(data, path=args.data, **({"source": "hdf5", "options": {}}
+                                                            if data.source == "energy" else {}))
+    elif data.source not in ("procedural", "energy") and not _exists(data.path):
         raise FileNotFoundError(f"{data.path}: the real data is not there; pass --data PATH"
                                 + (f" ({data.missing_hint})" if data.missing_hint else ""))
     dataset = open_dataset(data.source, **source_options(data))
@@ -76,8 +87,9 @@ def _run(args) -> int:
     results, info = evaluator.evaluate(G)
     seconds = time.perf_counter() - start
     print(format_results(results, info))
-    record = {"source": str(args.source), "kimg": G.kimg, "metrics": list(names), "results": results, "info": info,
-              "seconds": round(seconds, 2), "settings": dataclasses.asdict(settings)}
+    record = json_safe({"source": str(args.source), "data": data.path, "kimg": G.kimg, "metrics": list(names),
+                        "results": results, "info": info, "seconds": round(seconds, 2),
+                        "settings": dataclasses.asdict(settings)})
     if args.json:
         write_json(Path(args.json), record)
     elif Path(args.source).is_dir():
@@ -103,10 +115,14 @@ def format_results(results: dict, info: dict) -> str:
 
 
 def write_json(path: Path, record: dict) -> None:
-    """Write ``record`` to ``path`` through a temporary file (never a half-written result)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(path)
+    """Write ``record`` to a new file ``path``: through a temporary file (never a half-written result), linked
+    into place only if nothing has appeared there meanwhile."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.link(tmp, path)  # FileExistsError rather than replacing a result written meanwhile
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -43,11 +43,21 @@ def _check(a, b, name):
         raise ValueError(f"{name}: needs at least 2 samples per set, got {len(a)} and {len(b)}")
 
 
+def require_torchmetrics() -> None:
+    """Raise the ImportError (naming the extra) now if torchmetrics is missing."""
+    _torchmetrics("fid")
+
+
+def frechet_tracker(num_features: int):
+    """A streaming Fréchet distance over given features: torchmetrics' FID with ``update(features, real)`` and
+    ``compute()``; ``reset()`` drops the fake statistics and keeps the real ones."""
+    return _torchmetrics("fid")(feature=_Given(num_features), reset_real_features=False, sync_on_compute=False)
+
+
 def frechet_distance(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> float:
     """Fréchet distance between Gaussians fitted to features ``a: [N, F]`` and ``b: [M, F]`` (float64)."""
     _check(a, b, "frechet_distance")
-    fid = _torchmetrics("fid")(feature=_Given(a.shape[1]), sync_on_compute=False)
-    fid = fid.to(a.device)
+    fid = frechet_tracker(a.shape[1]).to(a.device)
     for features, real in ((a, True), (b, False)):
         for part in features.split(chunk):
             fid.update(part.double(), real=real)
@@ -98,28 +108,40 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, chunk: 
     """
     _check(real, fake, "precision_recall")
     if k >= min(len(real), len(fake)):
-        raise ValueError(f"precision_recall: k={k} needs more than k samples per set, got {len(real)} and {len(fake)}")
+        raise ValueError(f"precision_recall: k={k} needs more than k samples per set, got {len(real)} and "
+                         f"{len(fake)}")
     real, fake = real.double(), fake.double()
     precision = _coverage(fake, real, _knn_radii(real, k, chunk), chunk)
     recall = _coverage(real, fake, _knn_radii(fake, k, chunk), chunk)
     return precision, recall
 
 
+def median_distance(x: torch.Tensor) -> float:
+    """Median of the pairwise distances between the rows of ``x`` (flattened), as numpy's median (the mean of
+    the two middle values for an even count): the median-heuristic kernel bandwidth."""
+    x = x.reshape(len(x), -1).double()
+    if len(x) < 2:
+        raise ValueError("median_distance: needs at least 2 samples")
+    rows, cols = torch.triu_indices(len(x), len(x), 1, device=x.device)
+    pairs = torch.cdist(x, x)[rows, cols]
+    k = len(pairs)
+    median = (pairs.kthvalue((k + 1) // 2).values + pairs.kthvalue(k // 2 + 1).values) / 2
+    return float(median.clamp_min(1e-12))
+
+
 def mmd(x: torch.Tensor, y: torch.Tensor, scales=(0.5, 1.0, 2.0), bandwidth: float | None = None) -> float:
     """Unbiased MMD^2 between samples ``x: [N, ...]`` and ``y: [M, ...]`` (flattened) with a sum of Gaussian
     kernels ``exp(-|a - b|^2 / (2 (s h)^2))`` over ``scales`` s; h defaults to the median pairwise distance of
-    the pooled samples (the median heuristic)."""
+    the pooled samples (the median heuristic). Pass one ``bandwidth`` to compare values computed on different
+    sets."""
     x, y = x.reshape(len(x), -1).double(), y.reshape(len(y), -1).double()
     if x.shape[1] != y.shape[1] or len(x) < 2 or len(y) < 2:
-        raise ValueError(f"mmd: expected two sets of >= 2 samples of one size, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ValueError(f"mmd: expected two sets of >= 2 samples of one size, got {tuple(x.shape)} and "
+                         f"{tuple(y.shape)}")
     both = torch.cat([x, y])
     d2 = torch.cdist(both, both).square()
-    if bandwidth is None:  # median over pairs (the mean of the two middle values for an even count)
-        rows, cols = torch.triu_indices(len(both), len(both), 1, device=d2.device)
-        pairs = d2[rows, cols]
-        k = len(pairs)
-        median = (pairs.kthvalue((k + 1) // 2).values + pairs.kthvalue(k // 2 + 1).values) / 2
-        bandwidth = float(median.sqrt().clamp_min(1e-12))
+    if bandwidth is None:
+        bandwidth = median_distance(both)
     kernel = sum(torch.exp(-d2 / (2 * (s * bandwidth) ** 2)) for s in scales)
     n, m = len(x), len(y)
     kxx, kyy, kxy = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import torch
 
+from ..ops import nd as ndops
 from . import distances, physics
 from .features import SliceFeatures, inception_features, load_features
-from .msssim import pairwise_ms_ssim
+from .msssim import pairwise_ms_ssim, settings as msssim_settings
 from .ppl import path_length
 from .settings import MetricSettings, check_names, check_settings
 
 _FEATURE_METRICS = ("fid", "kid", "pr")
 _HIST_BINS = 2000
+_MIN_SAMPLES = 4  # per side: every baseline compares two halves of at least 2, pr needs more than k = 3
+_LABEL_POOL = 2000  # labels drawn (seeded) from the dataset for a conditional generator
 
 
 def _pool(x, size):
@@ -26,8 +29,6 @@ def _pool(x, size):
     factors = [-(-s // size) for s in x.shape[2:]]
     if all(f == 1 for f in factors):
         return x
-    from ..ops import nd as ndops
-
     # Box filter by stride = factor along every axis: a strided conv with a normalised ones kernel per channel.
     c = x.shape[1]
     kernel = torch.ones(c, 1, *factors, dtype=x.dtype, device=x.device) / float(torch.tensor(factors).prod())
@@ -39,30 +40,37 @@ class Evaluator:
 
     ``metadata``: the dataset's (value_range and units turn values into physical units; the energy metrics need
     units 'K'). ``features``: an ``nn.Module`` ``[N, C, *S] -> [N, F]`` to use instead of ``settings.features``.
-    ``evaluate(G)`` returns ``(results, info)``: flat name -> float, and per metric what it used.
+    ``evaluate(G)`` returns ``(results, info)``: flat name -> float, and per metric what it used. Generated
+    samples are clamped to [-1, 1] (the range of the real data) and, for 8-bit image data, rounded to its 256
+    levels before they reach a feature network, as generated images saved to PNG would be.
     """
 
     def __init__(self, names, dataset, settings: MetricSettings = MetricSettings(), device="cpu", metadata=None,
                  features=None):
         self.names, self.dataset, self.device = check_names(names), dataset, torch.device(device)
-        self.s = check_settings(settings)
+        self.s = s = check_settings(settings)
         self.features_override = features
         first = dataset[0]
         sample = first[0] if isinstance(first, (list, tuple)) else first
         self.channels, self.shape, self.nd = sample.shape[0], tuple(sample.shape[1:]), sample.ndim - 1
         self.has_labels = isinstance(first, (list, tuple))
         self.metadata = dict(metadata if metadata is not None else getattr(dataset, "metadata", {}) or {})
-        s = settings
         self.num_real = min(s.num_real or s.num_gen, len(dataset))
-        if self.num_real < 2:
-            raise ValueError(f"metrics: the dataset has {len(dataset)} sample(s); at least 2 are needed")
+        if self.num_real < _MIN_SAMPLES:
+            raise ValueError(f"metrics: {self.num_real} real sample(s) (the dataset has {len(dataset)}); at least "
+                             f"{_MIN_SAMPLES} are needed")
+        if any(n in self.names for n in ("fid", "kid", "fid_slices")):
+            distances.require_torchmetrics()  # an ImportError now, not at the first snapshot
         self.feature_net = self.slice_net = self.lpips = None
-        if any(n in self.names for n in (*_FEATURE_METRICS, "ppl")):
+        if any(n in self.names for n in _FEATURE_METRICS) or ("ppl" in self.names and not s.lpips):
             self.feature_net = self._primary_features()
         if "fid_slices" in self.names:
             if self.nd != 3:
                 raise ValueError(f"fid_slices: needs volumes (3 spatial axes), the data has {self.nd}")
             self.slice_net = SliceFeatures(inception_features(s.inception, self.channels, self.device), s.slices)
+            # Streamed statistics per axis: all reals vs the fakes, and even vs odd reals (the baseline).
+            self.slice_fid = [distances.frechet_tracker(self.slice_net.num_features) for _ in range(3)]
+            self.slice_base = [distances.frechet_tracker(self.slice_net.num_features) for _ in range(3)]
         if "ppl" in self.names and s.lpips:
             if self.nd != 2:
                 raise ValueError(f"metrics.lpips: LPIPS is for 2D images, the data has {self.nd} spatial axes")
@@ -72,6 +80,8 @@ class Evaluator:
         if "energy" in self.names and (self.metadata.get("units") != "K" or "value_range" not in self.metadata):
             raise ValueError("energy: needs energy grids in kelvin (dataset metadata units 'K' with a value_range, "
                              "as python -m ndgan.data.energy writes them)")
+        self.eight_bit = self.metadata.get("units") == "8-bit intensity"
+        self.labels = self._labels() if self.has_labels else None
         self.real = None
 
     def _primary_features(self):
@@ -82,28 +92,37 @@ class Evaluator:
         if self.nd == 2:
             return inception_features(s.inception, self.channels, self.device)
         raise ValueError(f"fid/kid/pr/ppl on data with {self.nd} spatial axes need a feature network: set "
-                         f"metrics.features (--features) to a MedicalNet-style ResNet state dict or a TorchScript "
-                         f"file, or use fid_slices / mmd / msssim / hist")
+                         f"metrics.features (--features) to a MedicalNet-style ResNet state dict, a torch.export "
+                         f"or TorchScript file, or use fid_slices / mmd / msssim / hist")
+
+    def _labels(self):
+        """Conditions for generated samples: labels of up to 2000 dataset items drawn at random (seeded)."""
+        gen = torch.Generator().manual_seed(self.s.seed + 4)
+        picks = torch.randperm(len(self.dataset), generator=gen)[:_LABEL_POOL].tolist()
+        return torch.stack([torch.as_tensor(self.dataset[i][1]) for i in picks]).float()
 
     # One pass over a stream of samples, filling every metric's accumulator.
-    def _accumulate(self, batches):
-        acc = {"features": [], "slices": [], "props": [], "pooled": [], "msssim": [],
+    def _accumulate(self, batches, real: bool):
+        acc = {"features": [], "props": [], "pooled": [], "msssim": [],
                "hist": torch.zeros(2, self.channels, _HIST_BINS, dtype=torch.float64)}  # even / odd draws
         kept = seen = 0
         for x in batches:
-            x = x.to(self.device).float()
+            x = x.to(self.device).float().clamp(-1, 1)
+            if self.feature_net is not None or self.slice_net is not None:
+                pixels = ((x + 1) * 127.5).round() / 127.5 - 1 if self.eight_bit else x
             if self.feature_net is not None and any(n in self.names for n in _FEATURE_METRICS):
-                acc["features"].append(self.feature_net(x).double().cpu())
+                acc["features"].append(self.feature_net(pixels).float().cpu())
             if self.slice_net is not None:
-                acc["slices"].append(self.slice_net(x).double().cpu())
-            if "hist" in self.names:  # values outside [-1, 1] count in the edge bins
+                self._update_slices(self.slice_net(pixels).double().cpu(), real, seen)
+            if "hist" in self.names:
                 for half in (0, 1):
-                    part = x[(half - seen) % 2::2].transpose(0, 1).reshape(self.channels, -1).clamp(-1, 1)
+                    part = x[(half - seen) % 2::2].transpose(0, 1).reshape(self.channels, -1)
                     for c in range(self.channels):
                         acc["hist"][half, c] += torch.histc(part[c], _HIST_BINS, -1, 1).double().cpu()
             if "energy" in self.names:
                 kelvin = physics.to_kelvin(x, self.metadata["value_range"])
-                acc["props"].append({k: v.cpu() for k, v in physics.grid_properties(kelvin, self.s.temperature).items()})
+                props = physics.grid_properties(kelvin, self.s.temperature)
+                acc["props"].append({k: v.cpu() for k, v in props.items()})
             if "mmd" in self.names and kept < self.s.mmd_samples:
                 part = _pool(x, self.s.mmd_size)[: self.s.mmd_samples - kept]
                 acc["pooled"].append(part.cpu())
@@ -113,6 +132,19 @@ class Evaluator:
             seen += len(x)
         return acc
 
+    def _update_slices(self, features, real, seen):
+        """Per axis: reals feed the main tracker's real side and, by parity, the baseline's two sides."""
+        for axis in range(3):
+            f = features[:, axis]  # [n, K, F]
+            if real:
+                self.slice_fid[axis].update(f.flatten(0, 1), real=True)
+                for half in (0, 1):
+                    part = f[(half - seen) % 2::2].flatten(0, 1)
+                    if len(part):
+                        self.slice_base[axis].update(part, real=half == 0)
+            else:
+                self.slice_fid[axis].update(f.flatten(0, 1), real=False)
+
     def _real_batches(self):
         gen = torch.Generator().manual_seed(self.s.seed)
         order = torch.randperm(len(self.dataset), generator=gen)[: self.num_real].tolist()
@@ -120,41 +152,44 @@ class Evaluator:
             items = [self.dataset[j] for j in order[i: i + self.s.batch]]
             yield torch.stack([it[0] if isinstance(it, (list, tuple)) else it for it in items])
 
-    def _labels(self):
-        if not self.has_labels:
-            return None
-        n = min(len(self.dataset), 10000)
-        return torch.stack([torch.as_tensor(self.dataset[i][1]) for i in range(n)]).float()
-
     @torch.no_grad()
     def prepare_real(self):
         """Compute (once) the real side of every metric."""
         if self.real is None:
-            self.real = self._accumulate(self._real_batches())
+            self.real = self._accumulate(self._real_batches(), real=True)
         return self.real
 
     def _fake_batches(self, G):
         gen = torch.Generator().manual_seed(self.s.seed + 1)
-        labels = self._labels()
         for i in range(0, self.s.num_gen, self.s.batch):
             b = min(self.s.batch, self.s.num_gen - i)
             z = torch.randn(b, G.z_dim, generator=gen).to(self.device)
-            c = None if labels is None else labels[torch.randint(len(labels), (b,), generator=gen)].to(self.device)
+            c = None
+            if self.labels is not None:
+                c = self.labels[torch.randint(len(self.labels), (b,), generator=gen)].to(self.device)
             yield G(z, c, truncation_psi=self.s.truncation_psi, noise_mode="random").float()
 
     @torch.no_grad()
     def evaluate(self, G):
-        """Generate ``num_gen`` samples with ``G`` (eval mode, seeded; the caller's RNG is left untouched) and
-        compute every metric. Returns ``(results, info)``."""
+        """Generate ``num_gen`` samples with ``G`` (in eval mode, seeded; the caller's RNG is left untouched)
+        and compute every metric. Returns ``(results, info)``."""
         real = self.prepare_real()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(self.s.seed + 2)  # the generator's noise inputs
-            fake = self._accumulate(self._fake_batches(G))
-            results, info = {}, {}
-            for name in self.names:
-                out, note = getattr(self, f"_{name}")(G, real, fake)
-                results.update(out)
-                info[name] = note
+        was_training = G.training
+        G.eval()  # no w_avg updates
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                torch.manual_seed(self.s.seed + 2)  # the generator's noise inputs
+                if self.slice_net is not None:
+                    for tracker in self.slice_fid:
+                        tracker.reset()  # drops the previous fakes, keeps the reals
+                fake = self._accumulate(self._fake_batches(G), real=False)
+                results, info = {}, {}
+                for name in self.names:
+                    out, note = getattr(self, f"_{name}")(G, real, fake)
+                    results.update(out)
+                    info[name] = note
+        finally:
+            G.train(was_training)
         return results, info
 
     # Each metric: (flat results, what it used).
@@ -172,23 +207,26 @@ class Evaluator:
         mean, std = distances.kid(r, f, self.s.kid_subsets, self.s.kid_subset_size, self.s.seed)
         base, _ = distances.kid(r[0::2], r[1::2], self.s.kid_subsets, self.s.kid_subset_size, self.s.seed)
         return ({"kid": mean, "kid_std": std, "kid_baseline": base},
-                {"features": self.feature_net.name, "subset_size": min(self.s.kid_subset_size, len(r) // 2, len(f)),
-                 **self._counts()})
+                {"features": self.feature_net.name, "subset_size": min(self.s.kid_subset_size, len(r), len(f)),
+                 "baseline_subset_size": min(self.s.kid_subset_size, len(r) // 2), **self._counts()})
 
     def _pr(self, G, real, fake):
         r, f = torch.cat(real["features"]), torch.cat(fake["features"])
         precision, recall = distances.precision_recall(r, f)
-        return {"precision": precision, "recall": recall}, {"features": self.feature_net.name, "k": 3, **self._counts()}
+        return ({"precision": precision, "recall": recall},
+                {"features": self.feature_net.name, "k": 3, **self._counts()})
 
     def _ppl(self, G, real, fake):
         if self.lpips is not None:
             lpips = self.lpips
 
+            def grey(v):  # channels as grey RGB images
+                return v.reshape(-1, 1, *v.shape[2:]).expand(-1, 3, -1, -1)
+
             def distance(a, b):
                 if a.shape[1] == 3:
                     return lpips(a, b)
-                grey = lambda v: v.reshape(-1, 1, *v.shape[2:]).expand(-1, 3, -1, -1)  # noqa: E731
-                return lpips(grey(a), grey(b)).reshape(len(a), -1).sum(1)  # channels as grey images, summed
+                return lpips(grey(a), grey(b)).reshape(len(a), -1).sum(1)  # summed over channels
             used = "LPIPS (VGG-16)"
         else:
             net = self.feature_net
@@ -196,54 +234,57 @@ class Evaluator:
             def distance(a, b):
                 return (net(a).double() - net(b).double()).square().sum(1)
             used = f"squared L2 distance of {net.name} features (no LPIPS weights given)"
-        labels = self._labels()
         value = path_length(G, distance, self.s.ppl_samples, batch=self.s.batch // 2, seed=self.s.seed + 3,
-                            labels=labels)
+                            labels=self.labels)
         return {"ppl": value}, {"distance": used, "space": "w", "sampling": "end", "epsilon": 1e-4,
                                 "num_pairs": self.s.ppl_samples}
 
     def _fid_slices(self, G, real, fake):
-        r, f = torch.cat(real["slices"]), torch.cat(fake["slices"])  # [N, 3, K, F]
         out = {}
-        for axis in range(3):
-            ra, fa = r[:, axis].flatten(0, 1), f[:, axis].flatten(0, 1)  # every slice a sample
-            out[f"fid_slices_axis{axis}"] = distances.frechet_distance(ra, fa)
-            out[f"fid_slices_axis{axis}_baseline"] = distances.frechet_distance(r[0::2, axis].flatten(0, 1),
-                                                                                r[1::2, axis].flatten(0, 1))
+        for axis in range(3):  # every slice a sample; statistics streamed, never stored
+            out[f"fid_slices_axis{axis}"] = float(self.slice_fid[axis].compute())
+            out[f"fid_slices_axis{axis}_baseline"] = float(self.slice_base[axis].compute())
         out["fid_slices"] = sum(out[f"fid_slices_axis{a}"] for a in range(3)) / 3
         out["fid_slices_baseline"] = sum(out[f"fid_slices_axis{a}_baseline"] for a in range(3)) / 3
         return out, {"features": self.slice_net.name, "slices_per_axis": self.s.slices, **self._counts()}
 
     def _mmd(self, G, real, fake):
         r, f = torch.cat(real["pooled"]), torch.cat(fake["pooled"])
-        return ({"mmd": distances.mmd(r, f), "mmd_baseline": distances.mmd(r[0::2], r[1::2])},
-                {"samples": [len(r), len(f)], "pooled_shape": list(r.shape[2:])})
+        h = distances.median_distance(r)  # one kernel for the value and its baseline, fixed by the reals
+        return ({"mmd": distances.mmd(r, f, bandwidth=h),
+                 "mmd_baseline": distances.mmd(r[0::2], r[1::2], bandwidth=h)},
+                {"samples": [len(r), len(f)], "pooled_shape": list(r.shape[2:]), "bandwidth": h})
 
     def _msssim(self, G, real, fake):
         r, f = torch.cat(real["msssim"]), torch.cat(fake["msssim"])
-        from .msssim import settings
-
-        window, scales, _ = settings(self.shape)
+        window, scales, _ = msssim_settings(self.shape)
         return ({"msssim": float(f.mean()), "msssim_real": float(r.mean())},
                 {"pairs": [len(f), len(r)], "window": window, "scales": scales})
 
     def _hist(self, G, real, fake):
         r, f = real["hist"], fake["hist"]  # [2 (even, odd draws), C, bins]
         width = 2.0 / _HIST_BINS
-        scale, units = None, self.metadata.get("units")
-        if "value_range" in self.metadata and units:
-            lo, hi = self.metadata["value_range"]
-            scale = (hi - lo) / 2
         out = {}
         for c in range(self.channels):
             out[f"hist_w1_c{c}"] = distances.histogram_w1(r[:, c].sum(0), f[:, c].sum(0), width)
             out[f"hist_w1_c{c}_baseline"] = distances.histogram_w1(r[0, c], r[1, c], width)
         out["hist_w1"] = sum(out[f"hist_w1_c{c}"] for c in range(self.channels)) / self.channels
         out["hist_w1_baseline"] = sum(out[f"hist_w1_c{c}_baseline"] for c in range(self.channels)) / self.channels
-        if scale is not None:
-            out["hist_w1_physical"] = out["hist_w1"] * scale
-        return out, {"bins": _HIST_BINS, "units": "data [-1, 1]" + (f"; hist_w1_physical in {units}" if scale else ""),
-                     **self._counts()}
+        scales = self._physical_scales()
+        if scales:
+            for c, scale in enumerate(scales):
+                out[f"hist_w1_c{c}_physical"] = out[f"hist_w1_c{c}"] * scale
+        units = f"data [-1, 1]; *_physical in {self.metadata['units']}" if scales else "data [-1, 1]"
+        return out, {"bins": _HIST_BINS, "units": units, **self._counts()}
+
+    def _physical_scales(self):
+        """Per channel, physical units per data unit, when one global linear map made the data (not for data
+        normalised per subject, such as NIfTI percentiles)."""
+        meta = self.metadata
+        if not meta.get("units") or "value_range" not in meta or "percentiles" in meta:
+            return None
+        ranges = meta.get("channel_value_ranges") or [meta["value_range"]] * self.channels
+        return [(hi - lo) / 2 for lo, hi in ranges]
 
     def _energy(self, G, real, fake):
         def gather(parts):

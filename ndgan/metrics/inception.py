@@ -134,7 +134,7 @@ class BlockE(nn.Module):  # Mixed_7b/c: 8 x 8, split 3x3 branches; the last bloc
 
 
 class InceptionV3(nn.Module):
-    """The FID Inception-v3. ``forward(x)``: x ``[N, 3, H, W]`` in [-1, 1] (any H, W) -> pool features ``[N, 2048]``."""
+    """The FID Inception-v3. ``forward(x)``: x ``[N, 3, H, W]`` in [-1, 1] (any H, W) -> features ``[N, 2048]``."""
 
     num_features = NUM_FEATURES
 

@@ -78,7 +78,7 @@ def load_lpips(paths, device="cpu") -> LPIPS:
         if m := re.fullmatch(r"features\.(\d+)\.(weight|bias)", key):
             if int(m[1]) in {i for i, _, _ in _CONVS}:
                 state[f"features.{m[1]}.{m[2]}"] = value
-        elif m := re.fullmatch(r"lin(\d)\.(?:model\.1\.)?weight", key):
+        elif m := re.fullmatch(r"lins?\.?(\d)\.(?:model\.1\.)?weight", key):  # lpips' and our own names
             state[f"lins.{m[1]}.weight"] = value
     net = LPIPS()
     own = net.state_dict()

@@ -51,13 +51,21 @@ def grid_properties(energy_k: torch.Tensor, temperature: float = DEFAULT_TEMPERA
 
 
 def compare(generated: dict, real: dict) -> dict:
-    """Distribution distances (1D Wasserstein, in each property's units) between per-grid properties, with the
-    real-vs-real baseline: the real grids split in halves (even and odd index) compared with each other."""
+    """Distribution distances (1D Wasserstein, in each property's units) between per-grid properties
+    (``[N, C]`` tensors), per channel and averaged over channels, with the real-vs-real baseline: the real grids
+    split in halves (even and odd index) compared with each other."""
     out = {}
     for name in PROPERTIES:
-        gen, ref = generated[name].flatten(), real[name].flatten()
-        out[f"{name}_w1"] = wasserstein_1d(gen, ref)
-        out[f"{name}_w1_baseline"] = wasserstein_1d(ref[0::2], ref[1::2]) if len(ref) >= 2 else float("nan")
+        gen, ref = generated[name].reshape(len(generated[name]), -1), real[name].reshape(len(real[name]), -1)
+        if len(ref) < 2:
+            raise ValueError(f"energy: needs at least 2 real grids, got {len(ref)}")
+        channels = range(ref.shape[1])
+        per = [wasserstein_1d(gen[:, c], ref[:, c]) for c in channels]
+        base = [wasserstein_1d(ref[0::2, c], ref[1::2, c]) for c in channels]
+        for c in channels:
+            out[f"{name}_w1_c{c}"] = per[c]
+        out[f"{name}_w1"] = sum(per) / len(per)
+        out[f"{name}_w1_baseline"] = sum(base) / len(base)
         out[f"{name}_mean"] = float(gen.mean())
         out[f"{name}_mean_real"] = float(ref.mean())
     return out

@@ -2,8 +2,9 @@
 
 For pairs of latents, the distance between the samples at w(t) and w(t + eps) on the segment between their
 ws (t = 0 for "end" sampling, uniform for "full"), divided by eps^2; values outside the 1st..99th percentile are
-dropped before the mean, as in the published code. The distance is LPIPS when its weights are given (2D), else
-the squared L2 distance of the feature network's features; the result says which.
+dropped before the mean, as in the published code; 2D images larger than 256 are area-downsampled by the
+integer factor that brings them to 256 first, as there. The distance is LPIPS when its weights are given (2D),
+else the squared L2 distance of the feature network's features; the result says which.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def path_length(G, distance, num: int = 10000, epsilon: float = 1e-4, space: str
                 raise ValueError("ppl: crop applies to 2D face images only")
             u = out.shape[2] // 8
             out = out[:, :, u * 3: u * 7, u * 2: u * 6]
+        if out.ndim == 4 and out.shape[2] > 256:  # as published: images above 256 are area-downsampled to 256
+            factor = out.shape[2] // 256
+            out = torch.nn.functional.avg_pool2d(out, factor)
         dists.append(distance(out[0::2], out[1::2]).double().cpu() / epsilon**2)
     d = torch.cat(dists)
     lo = torch.quantile(d, 0.01, interpolation="lower")

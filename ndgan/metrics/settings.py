@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 
 METRICS = {
@@ -55,12 +56,12 @@ def check_names(names) -> tuple[str, ...]:
 def check_settings(s: MetricSettings, where: str = "metrics") -> MetricSettings:
     """Range checks of the settings; the message names the key."""
     checks = [
-        (s.num_gen >= 2, "num_gen: expected at least 2 samples"),
-        (s.num_real is None or s.num_real >= 2, "num_real: expected at least 2 samples (or null)"),
+        (s.num_gen >= 4, "num_gen: expected at least 4 samples"),
+        (s.num_real is None or s.num_real >= 4, "num_real: expected at least 4 samples (or null: as num_gen)"),
         (s.batch >= 2 and s.batch % 2 == 0, "batch: expected an even number >= 2 (MS-SSIM pairs come from a batch)"),
         (s.slices >= 1, "slices: expected at least 1 slice per axis"),
-        (s.ppl_samples >= 1 and s.mmd_samples >= 2 and s.mmd_size >= 1, "ppl_samples, mmd_samples, mmd_size: "
-         "expected positive counts (mmd_samples >= 2)"),
+        (s.ppl_samples >= 1 and s.mmd_samples >= 4 and s.mmd_size >= 1, "ppl_samples, mmd_samples, mmd_size: "
+         "expected positive counts (mmd_samples >= 4: its baseline compares two halves)"),
         (s.kid_subsets >= 1 and s.kid_subset_size >= 2, "kid_subsets, kid_subset_size: expected >= 1 and >= 2"),
         (s.temperature > 0, "temperature: expected a positive temperature in kelvin"),
         (len(s.lpips) in (0, 1, 2), "lpips: expected [VGG16.pth, LIN.pth], one combined file, or nothing"),
@@ -69,3 +70,14 @@ def check_settings(s: MetricSettings, where: str = "metrics") -> MetricSettings:
         if not ok:
             raise ValueError(f"{where}.{message}")
     return s
+
+
+def json_safe(value):
+    """NaN and infinities as null: standard JSON."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

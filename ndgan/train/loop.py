@@ -353,7 +353,10 @@ def log_metrics(evaluator, G_ema, run_dir: Path, writer, nimg: int, step: int) -
     start = time.time()
     results, info = evaluator.evaluate(G_ema)
     seconds = time.time() - start
-    record = {"kimg": nimg / 1000, "step": step, "results": results, "info": info, "seconds": round(seconds, 2)}
+    from ..metrics.settings import json_safe
+
+    record = json_safe({"kimg": nimg / 1000, "step": step, "results": results, "info": info,
+                        "seconds": round(seconds, 2)})
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
     if writer is not None:

@@ -164,3 +164,87 @@ def test_cli_writes_json_and_refuses_to_overwrite(tmp_path, capsys):
     assert metrics_cli([str(run), "--metrics", "mdm"]) == 2 and "did you mean 'mmd'" in capsys.readouterr().err
     assert metrics_cli([str(run), "--metrics", "hist", "--num", "16", "--batch", "8"]) == 0  # run folder: appends
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+class Recording(DataSampler):
+    """A DataSampler that keeps what it generated."""
+
+    def __init__(self, dataset, transform=lambda x: x):
+        super().__init__(dataset, transform)
+        self.made = []
+
+    def forward(self, z, c=None, truncation_psi=1.0, noise_mode="random"):
+        out = super().forward(z, c, truncation_psi, noise_mode)
+        self.made.append(out)
+        return out
+
+
+def test_streamed_slice_fid_equals_fid_of_the_stored_slice_features(monkeypatch):
+    from ndgan.metrics import evaluate
+    from ndgan.metrics.distances import frechet_distance
+    from ndgan.metrics.features import ImageFeatures
+
+    # A cheap 2D network in place of the Inception (whose loading tests/metrics/test_networks.py covers).
+    monkeypatch.setattr(evaluate, "inception_features",
+                        lambda path, channels, device: ImageFeatures(RandomConvFeatures(3), channels, "random conv"))
+    volumes = open_dataset("procedural", spatial_dims=3, shape=(8, 8, 8), channels=1, length=40, seed=1)
+    ev = Evaluator(["fid_slices"], volumes, MetricSettings(num_gen=40, num_real=40, batch=6, slices=2))
+    G = Recording(volumes, lambda x: 1.5 * x.flip(-1))  # out of range: the evaluator clamps
+    results, info = ev.evaluate(G)
+    fakes = torch.cat(G.made).clamp(-1, 1)
+    order = torch.randperm(40, generator=torch.Generator().manual_seed(0))  # the real draws (metrics.seed 0)
+    reals = torch.stack([volumes[int(i)] for i in order])
+    with torch.no_grad():
+        f_fake, f_real = ev.slice_net(fakes), ev.slice_net(reals)  # [N, 3, K, F]
+    for axis in range(3):
+        expected = frechet_distance(f_real[:, axis].flatten(0, 1).double(), f_fake[:, axis].flatten(0, 1).double())
+        assert results[f"fid_slices_axis{axis}"] == pytest.approx(expected, rel=1e-6)
+        even, odd = f_real[0::2, axis].flatten(0, 1).double(), f_real[1::2, axis].flatten(0, 1).double()
+        assert results[f"fid_slices_axis{axis}_baseline"] == pytest.approx(frechet_distance(even, odd), rel=1e-6)
+    assert results["fid_slices"] == pytest.approx(sum(results[f"fid_slices_axis{a}"] for a in range(3)) / 3)
+    assert info["fid_slices"]["slices_per_axis"] == 2 and "fid_slices_baseline" in results
+    again, _ = ev.evaluate(Recording(volumes, lambda x: 1.5 * x.flip(-1)))  # fakes reset, reals kept
+    assert again["fid_slices_axis1"] == pytest.approx(results["fid_slices_axis1"], rel=1e-9)
+
+
+class SortedLabels(torch.utils.data.Dataset):
+    """3000 items sorted by class (0, 1, 2 in blocks of 1000)."""
+
+    def __len__(self):
+        return 3000
+
+    def __getitem__(self, i):
+        return torch.zeros(1, 8), torch.nn.functional.one_hot(torch.tensor(i // 1000), 3).float()
+
+
+def test_conditions_come_from_the_whole_dataset():
+    ev = Evaluator(["hist"], SortedLabels(), MetricSettings(num_gen=8, batch=8))
+    counts = ev.labels.sum(0)
+    assert len(ev.labels) == 2000 and (counts > 500).all()  # every class, not only the first items
+
+
+def test_ppl_with_lpips_needs_no_inception(images, tmp_path, monkeypatch):
+    from ndgan.metrics.lpips import LPIPS
+
+    monkeypatch.delenv("NDGAN_INCEPTION", raising=False)
+    torch.save(LPIPS().state_dict(), tmp_path / "lpips.pth")  # one file with both key sets
+    ev = Evaluator(["ppl"], images, MetricSettings(num_gen=4, ppl_samples=4, batch=4,
+                                                   lpips=(str(tmp_path / "lpips.pth"),)))
+    assert ev.feature_net is None and ev.lpips is not None
+    with pytest.raises(ValueError, match="at least 4"):
+        Evaluator(["hist"], images, MetricSettings(num_gen=3))
+
+
+def test_cli_data_points_at_a_held_out_energy_file(tmp_path, capsys):
+    run = train(load_config("configs/energy3d.yaml", [
+        "G.z_dim=16", "G.w_dim=16", "G.mapping_layers=1", "G.channel_base=64", "G.channel_max=8",
+        "D.channel_base=64", "D.channel_max=8", "train.batch=4", "train.kimg=0.004", "train.snapshot_kimg=0.004",
+        "train.metrics=[]", "data.shape=[8,8,8]", "data.options={n: 8, size: 8}", "data.workers=0",
+        f"data.path={tmp_path / 'train.h5'}"]), tmp_path / "r")
+    held_out = energy.write_hdf5(tmp_path / "held_out.h5", n=6, size=8, seed=5)
+    args = [str(run), "--metrics", "energy", "--num", "4", "--batch", "4"]
+    assert metrics_cli(args + ["--data", str(held_out), "--json", str(tmp_path / "m.json")]) == 0
+    record = json.loads((tmp_path / "m.json").read_text())
+    assert record["data"] == str(held_out) and record["info"]["energy"]["num_real"] == 4
+    assert metrics_cli(args + ["--data", str(tmp_path / "typo.h5")]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "typo.h5").exists()

@@ -67,3 +67,16 @@ def test_real_energy_grids_are_physically_sensible():
     # A larger carved pore holds more attractive points.
     order = radius.argsort()
     assert props["void_fraction"][order[-1], 0] > props["void_fraction"][order[0], 0]
+
+
+def test_baseline_splits_grids_not_channels():
+    # Two channels with very different properties (like the spherical and cubic pores): the real-vs-real
+    # baseline compares halves of the grids per channel, so it stays small.
+    g = torch.Generator().manual_seed(1)
+    real = {k: torch.stack([torch.randn(300, generator=g, dtype=torch.float64),
+                            10 + torch.randn(300, generator=g, dtype=torch.float64)], 1) for k in physics.PROPERTIES}
+    out = physics.compare(real, real)
+    for name in physics.PROPERTIES:
+        assert out[f"{name}_w1_baseline"] < 0.3 and out[f"{name}_w1_c0"] == 0 and out[f"{name}_w1_c1"] == 0
+    swapped = physics.compare({k: v.flip(1) for k, v in real.items()}, real)  # channels exchanged
+    assert swapped["heat_kj_mol_w1"] == pytest.approx(10, abs=0.5)
