@@ -94,7 +94,9 @@ def test_bad_folders(tmp_path, folder):
     with pytest.warns(UserWarning, match="skipped 2 images"):
         ds = ImageDataset(path, skip_bad=True)
     assert len(ds) == 4
-    assert ImageDataset(path, skip_bad=True, shape=(8, 12)).files[-1] == "sub/zz_big.png"  # resized, not skipped
+    with pytest.warns(UserWarning, match="skipped 1 images: sub/zz_broken.png"):
+        resized = ImageDataset(path, skip_bad=True, shape=(8, 12))
+    assert resized.files[-1] == "sub/zz_big.png"  # resized, not skipped
 
 
 def test_truncated_png_names_the_file(tmp_path):
