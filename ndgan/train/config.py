@@ -93,12 +93,25 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    mode: str = "ada"  # ada (p adapts to D's overfitting) | fixed (p stays at augment.p) | none
+    p: float = 0.0  # the initial (ada) or fixed probability of every op
+    target: float = 0.6  # ADA's target for r_t = E[sign(D(real))]
+    interval: int = 4  # adjust p every this many steps
+    speed_kimg: float = 500.0  # p can move from 0 to 1 in this many kimg
+    ops: tuple[str, ...] = ("flip", "rot90", "translate", "scale", "rotate", "brightness", "contrast")  # see
+    # ndgan.augment.OPS; 'color' needs RGB; periodic cells want no scale/rotate (they break the periodicity)
+    flip_axes: tuple[int, ...] | None = None  # spatial axes that may be mirrored (null: all)
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     G: GConfig = field(default_factory=GConfig)
     D: DConfig = field(default_factory=DConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     metrics: MetricSettings = field(default_factory=MetricSettings)  # settings of train.metrics and the CLI
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # adaptive discriminator augmentation
 
 
 class ConfigError(ValueError):
@@ -243,6 +256,25 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(message)
     if t.metrics_kimg is not None and t.metrics_kimg <= 0:
         raise ConfigError("train.metrics_kimg: expected a positive number of kimg (or null: at every snapshot)")
+    a = cfg.augment
+    from ..augment import OPS
+
+    for op in a.ops:
+        if op not in OPS:
+            raise ConfigError(f"augment.ops: unknown op {op!r}{_closest(op, OPS)}")
+    augment_checks = [
+        (a.mode in ("ada", "fixed", "none"), f"augment.mode: expected ada, fixed or none, got {a.mode!r}"),
+        (0 <= a.p <= 1, "augment.p: expected a probability in [0, 1]"),
+        (0 < a.target < 1, "augment.target: expected a value in (0, 1), e.g. 0.6"),
+        (a.interval >= 1 and a.speed_kimg > 0, "augment.interval and augment.speed_kimg: expected positive values"),
+        ("color" not in a.ops or d.channels == 3,
+         f"augment.ops: 'color' needs RGB data (data.channels 3, got {d.channels}); remove it"),
+        (a.flip_axes is None or all(0 <= ax < len(d.shape) for ax in a.flip_axes),
+         f"augment.flip_axes: expected spatial axes 0..{len(d.shape) - 1}, got {a.flip_axes}"),
+    ]
+    for ok, message in augment_checks:
+        if not ok:
+            raise ConfigError(message)
     try:
         check_names(t.metrics)
     except ValueError as e:

@@ -34,6 +34,13 @@ def setup(device: str):
     return rank, world, torch.device(device)
 
 
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all ranks in place (a no-op without a process group)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor)
+    return tensor
+
+
 def average_gradients(params, world: int) -> None:
     """Average ``.grad`` of ``params`` over all ranks with a single flattened all-reduce."""
     if world <= 1:

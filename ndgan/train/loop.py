@@ -18,6 +18,7 @@ import torch
 import yaml
 
 from .. import losses
+from ..augment import AdaptiveP, augment
 from ..data import open_dataset
 from ..data.loader import make_loader
 from ..nets import Discriminator, Generator
@@ -165,6 +166,14 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     scalers = {name: torch.amp.GradScaler(device.type, enabled=t.precision == "float16") for name in ("G", "D")}
     unscaled = torch.amp.GradScaler(device.type, enabled=False)  # R1 and path length: plain steps
 
+    # Adaptive discriminator augmentation: everything D sees passes through augment() with probability ada.p.
+    aug = cfg.augment
+    ada = AdaptiveP(aug.mode, aug.p, aug.target, aug.interval, aug.speed_kimg, t.batch, device)
+    augment_kwargs = dict(ops=aug.ops, periodic=cfg.data.periodic, flip_axes=aug.flip_axes)
+
+    def run_D(net, x, c):
+        return net(augment(x, ada.p, **augment_kwargs) if ada.active else x, c)
+
     pl_mean = torch.zeros([], device=device)
     step = nimg = 0
     if state is not None:
@@ -176,6 +185,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         set_lazy_hparams(G_opt, t.g_lr, t.betas, pl_interval)  # train.* may change on resume
         set_lazy_hparams(D_opt, t.d_lr, t.betas, r1_interval)
         pl_mean = state["pl_mean"].to(device)
+        if "augment" in state:
+            ada.load_state_dict(state["augment"])
         for name, scaler_state in state.get("scalers", {}).items():
             if scaler_state:
                 scalers[name].load_state_dict(scaler_state)
@@ -248,7 +259,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         ckpt.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
                    "G_opt": G_opt.state_dict(), "D_opt": D_opt.state_dict(), "G_kwargs": G.init_kwargs,
                    "D_kwargs": D.init_kwargs, "config": to_dict(cfg), "step": step, "nimg": nimg,
-                   "pl_mean": pl_mean.detach().cpu(), "rng": _rng_state(device),
+                   "pl_mean": pl_mean.detach().cpu(), "rng": _rng_state(device), "augment": ada.state_dict(),
                    "scalers": {k: v.state_dict() for k, v in scalers.items()},
                    "data_metadata": _plain_metadata(dataset)}, run_dir / ckpt.checkpoint_name(nimg))
         ckpt.prune(run_dir, t.keep_checkpoints)
@@ -257,25 +268,28 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         reals, c = _batch(next(batches), device)
         z = torch.randn(per_rank, G.z_dim, device=device)
 
-        # D main: logistic loss (or WGAN-GP) on reals and fakes; G's output is a constant here.
+        # D main: logistic loss (or WGAN-GP) on augmented reals and fakes; G's output is a constant here.
         D.requires_grad_(True)
         with torch.no_grad(), autocast():
             fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
         with autocast():
-            real_logits, fake_logits = D_main(reals, c), D_main(fakes, c)
+            real_logits, fake_logits = run_D(D_main, reals, c), run_D(D_main, fakes, c)
             if t.loss == "nonsaturating":
                 d_loss = losses.d_logistic(real_logits, fake_logits)
             else:
                 d_loss = losses.wgan_d(real_logits, fake_logits)
+        ada.observe(real_logits)
         if t.loss == "wgan-gp":
-            d_loss = d_loss + t.gp_weight * losses.gradient_penalty(D, reals, fakes, c).mean()
+            d_loss = d_loss + t.gp_weight * losses.gradient_penalty(lambda x, c: run_D(D, x, c), reals, fakes,
+                                                                     c).mean()
         optimizer_step(D_opt, d_loss, d_params, world, scalers["D"])
         accumulate("loss/D", d_loss)
 
-        # R1, lazily: gamma/2 * |grad D(real)|^2 every r1_interval steps, scaled by the interval.
+        # R1, lazily: gamma/2 * |grad D(real)|^2 every r1_interval steps, scaled by the interval; as in ADA,
+        # the gradient is taken at the un-augmented reals, through the augmentation.
         if r1_interval and step % r1_interval == 0:
             reals_r1 = reals.detach().requires_grad_(True)
-            r1 = losses.r1_penalty(D(reals_r1, c), reals_r1)
+            r1 = losses.r1_penalty(run_D(D, reals_r1, c), reals_r1)
             optimizer_step(D_opt, r1.mean() * (t.r1_gamma / 2) * r1_interval, d_params, world, unscaled)
             accumulate("loss/R1", r1.mean())
 
@@ -284,7 +298,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         z = torch.randn(per_rank, G.z_dim, device=device)
         with autocast():
             fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
-            fake_logits = D_main(fakes, c)
+            fake_logits = run_D(D_main, fakes, c)
             g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
         optimizer_step(G_opt, g_loss, g_params, world, scalers["G"])
         accumulate("loss/G", g_loss)
@@ -303,6 +317,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
 
         # EMA of G with a half-life of ema_kimg (ramped up over the first images).
         step, nimg = step + 1, nimg + t.batch
+        if step % aug.interval == 0:  # ADA: move p by the sign of E[sign(D(real))] - target (summed over ranks)
+            ada.step(distributed.all_reduce_sum)
         ema_nimg = t.ema_kimg * 1000
         if t.ema_rampup is not None:
             ema_nimg = min(ema_nimg, nimg * t.ema_rampup)
@@ -317,7 +333,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         if rank == 0 and (step % t.log_steps == 0 or nimg >= total):
             now = time.time()
             stats = {"kimg": nimg / 1000, "step": step, "sec_per_kimg": (now - t_log) / max((nimg - nimg_log) / 1000, 1e-9),
-                     "pl_mean": float(pl_mean), **{k: float(v) / counts[k] for k, v in sums.items()}}
+                     "pl_mean": float(pl_mean), "augment_p": float(ada.p),
+                     **{k: float(v) / counts[k] for k, v in sums.items()}}
             with open(run_dir / "stats.jsonl", "a") as f:
                 f.write(json.dumps(stats) + "\n")
             if writer is not None:

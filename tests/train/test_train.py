@@ -1,3 +1,5 @@
+import json
+import math
 import os
 import subprocess
 import sys
@@ -46,6 +48,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
         for name, tensor in a[net].items():
             assert torch.equal(tensor, b[net][name]), f"{net}.{name}"
     assert torch.equal(a["pl_mean"], b["pl_mean"])
+    assert a["augment"]["p"] > 0 and torch.equal(a["augment"]["p"], b["augment"]["p"])  # ADA's p survives resume
     assert a["D_opt"]["state"][0]["exp_avg_sq"].equal(b["D_opt"]["state"][0]["exp_avg_sq"])
 
 
@@ -149,3 +152,22 @@ def test_bad_batch_for_the_minibatch_std_group(tmp_path, capsys):
     assert cli(["configs/tiny2d.yaml", "train.batch=6", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "train.batch: 6 over 1 process(es) gives 6 per process, which D.mbstd_group_size=4 does not divide" in err
+
+
+@pytest.mark.parametrize("config, ops", [
+    ("configs/tiny2d.yaml", "[flip,rot90,translate,scale,rotate,brightness,contrast,color,cutout]"),
+    ("configs/tiny3d.yaml", "[flip,rot90,translate,scale,rotate,brightness,contrast,cutout]")])
+def test_every_augmentation_op_trains_with_r1_through_it(tmp_path, config, ops):
+    """p = 1: every op acts on everything D sees, and R1's double backward goes through all of them."""
+    out = run(config, tmp_path / "aug", "train.kimg=0.016", "train.snapshot_kimg=0.016", "train.r1_interval=1",
+              "augment.mode=fixed", "augment.p=1", f"augment.ops={ops}", "train.log_steps=1")
+    stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert all(s["augment_p"] == 1.0 and math.isfinite(s["loss/R1"]) and s["loss/R1"] > 0 for s in stats)
+
+
+def test_augmentation_none_sees_the_raw_batches(tmp_path):
+    """mode none: p is 0 and stays 0; the run logs it."""
+    out = run("configs/tiny2d.yaml", tmp_path / "off", "train.kimg=0.016", "train.snapshot_kimg=0.016",
+              "augment.mode=none", "augment.p=0.5", "train.log_steps=1")
+    stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert all(s["augment_p"] == 0.0 for s in stats)
