@@ -43,35 +43,39 @@ def flip(x: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _parity(perm) -> int:
+    return sum(1 for i in range(len(perm)) for j in range(i + 1, len(perm)) if perm[i] > perm[j]) % 2
+
+
 def cube_rotations(axes) -> list:
     """The rotations of the hyper-cube over spatial ``axes`` as (permutation, signs) pairs with determinant +1."""
-    out = []
-    for perm in itertools.permutations(range(len(axes))):
-        parity = sum(1 for i in range(len(perm)) for j in range(i + 1, len(perm)) if perm[i] > perm[j]) % 2
-        for signs in itertools.product((1, -1), repeat=len(axes)):
-            if (-1) ** parity * math.prod(signs) == 1:
-                out.append((perm, signs))
-    return out
+    return [(perm, signs) for perm in itertools.permutations(range(len(axes)))
+            for signs in itertools.product((1, -1), repeat=len(axes))
+            if (-1) ** _parity(perm) * math.prod(signs) == 1]
 
 
-def rot90(x: torch.Tensor, axes, choice: torch.Tensor) -> torch.Tensor:
-    """Apply to sample n the rotation ``cube_rotations(axes)[choice[n]]`` of its spatial ``axes`` (equal sizes).
+def equal_axes(shape) -> list:
+    """The largest group of spatial axes of equal size (all of them for squares and cubes)."""
+    return max(([a for a in range(len(shape)) if shape[a] == s] for s in shape), key=len)
 
-    Rotation (perm, signs) sends the value at position u to position R u with R = signs * P(perm): the output
-    is the input with axes permuted by perm and the axes where the sign is -1 mirrored.
-    """
-    table = cube_rotations(axes)
-    out = []
-    for n in range(x.shape[0]):
-        perm, signs = table[int(choice[n])]
-        y = x[n]
-        order = list(range(y.ndim))
+
+def rot90(x: torch.Tensor, axes, perm: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
+    """Permute the equal-sized spatial ``axes`` of sample n by ``itertools.permutations(range(k))[perm[n]]``,
+    then mirror axis ``axes[i]`` where ``mirror[n, i]`` (``[N]`` long, ``[N, k]`` bool). With the mirror count's
+    parity matched to the permutation's, this is a rotation of the hyper-cube. Selection by ``torch.where``:
+    no host synchronisation."""
+    out = x
+    for j, order in enumerate(itertools.permutations(range(len(axes)))):
+        if j == 0:
+            continue  # the identity: out starts as x
+        dims = list(range(x.ndim))
         for i, a in enumerate(axes):
-            order[1 + a] = 1 + axes[perm[i]]
-        y = y.permute(order)
-        flip_dims = [1 + a for a, s in zip(axes, signs) if s < 0]
-        out.append(y.flip(flip_dims) if flip_dims else y)
-    return torch.stack(out)
+            dims[2 + a] = 2 + axes[order[i]]
+        out = torch.where((perm == j).reshape(-1, *[1] * (x.ndim - 1)), x.permute(dims), out)
+    flips = torch.zeros(x.shape[0], x.ndim - 2, dtype=torch.bool, device=x.device)
+    for i, a in enumerate(axes):
+        flips[:, a] = mirror[:, i]
+    return flip(out, flips)
 
 
 def _shift_index(size: int, shift: torch.Tensor, periodic: bool) -> torch.Tensor:
@@ -107,22 +111,25 @@ def affine(x: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
         eye = torch.eye(2, dtype=matrices.dtype, device=matrices.device).repeat(n, 1, 1)
         eye[:, 1, 1] = matrices[:, 0, 0]
         return affine(x[:, :, None], eye)[:, :, 0]
-    half = torch.tensor(size, dtype=x.dtype, device=x.device) / 2
-    m = matrices.to(x.dtype) * half[None, None, :] / half[None, :, None]  # normalised coords: D^-1 M D
+    # Normalised coordinates (u = 2 i / S - 1 per axis): D^-1 M D with D = diag(S / 2). At least float32, so
+    # reals and (autocast, reduced-precision) fakes get the same geometry.
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    m = matrices.to(dtype)
+    m = torch.stack([torch.stack([m[:, i, j] * (size[j] / size[i]) for j in range(nd)], -1) for i in range(nd)], 1)
     m = m.flip(1, 2)  # affine_grid orders coordinates (x, y, z) = last axis first
-    theta = torch.cat([m, torch.zeros(n, nd, 1, dtype=x.dtype, device=x.device)], 2)  # [N, nd, nd + 1]
+    theta = torch.cat([m, torch.zeros(n, nd, 1, dtype=dtype, device=x.device)], 2)  # [N, nd, nd + 1]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    out = F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return out.to(x.dtype)
 
 
 def color_matrices(lumaflip, hue, saturation) -> torch.Tensor:
     """RGB transforms ``[N, 3, 3]``: mirror through the plane orthogonal to grey where ``lumaflip``, rotate by
     ``hue`` radians about the grey axis, scale the chroma by ``saturation``."""
-    v = torch.full((3,), 3 ** -0.5, dtype=hue.dtype, device=hue.device)  # the grey axis
     eye = torch.eye(3, dtype=hue.dtype, device=hue.device)
-    vv = torch.outer(v, v)
-    cross = torch.tensor([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]], dtype=hue.dtype,
-                         device=hue.device)
+    vv = torch.full((3, 3), 1 / 3, dtype=hue.dtype, device=hue.device)  # v v^T for the grey axis v = (1,1,1)/sqrt 3
+    cycle = eye.roll(1, 0)
+    cross = (cycle - cycle.T) * 3 ** -0.5  # [v]_x: the cross product with v
     flip_m = eye - 2 * vv * lumaflip.to(hue.dtype)[:, None, None]  # Householder where lumaflip
     cos, sin = hue.cos()[:, None, None], hue.sin()[:, None, None]
     rotate = cos * eye + sin * cross + (1 - cos) * vv  # Rodrigues' formula
@@ -144,6 +151,36 @@ def cutout(x: torch.Tensor, centres: torch.Tensor, size: float) -> torch.Tensor:
 
 # ---- random parameters and the pipeline ----------------------------------------------------------------------
 
+def default_ops(shape, periodic: bool) -> tuple:
+    """ADA's 'bgc' set without colour, less what the data cannot take: periodic cells keep their symmetries
+    and wrapped shifts only (resampling breaks periodicity); rot90 needs two equal axes, rotate two axes."""
+    ops = ["flip", "rot90", "translate"] if periodic else \
+        ["flip", "rot90", "translate", "scale", "rotate", "brightness", "contrast"]
+    if len(equal_axes(shape)) < 2:
+        ops.remove("rot90")
+    if len(shape) < 2 and "rotate" in ops:
+        ops.remove("rotate")
+    return tuple(ops)
+
+
+def check_ops(ops, shape, periodic: bool, channels: int) -> None:
+    """Raise ``ValueError`` for ops the data cannot take (rather than skipping them silently)."""
+    unknown = [op for op in ops if op not in OPS]
+    if unknown:
+        raise ValueError(f"unknown op {unknown[0]!r}; expected some of {', '.join(OPS)}")
+    problems = [
+        ("rot90" in ops and len(equal_axes(shape)) < 2, f"rot90 needs two axes of equal size; shape {tuple(shape)} "
+         f"has none"),
+        ("rotate" in ops and len(shape) < 2, "rotate needs at least two spatial axes"),
+        (periodic and ("scale" in ops or "rotate" in ops), "scale and rotate resample with mirrored edges, which "
+         "breaks periodic cells (data.periodic); keep flip, rot90 and translate"),
+        ("color" in ops and channels != 3, f"color needs RGB data (3 channels, got {channels})"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ValueError(f"{message}; remove it from the ops")
+
+
 def _random_rotation(n, nd, dtype, device, generator):
     """Uniformly random rotation matrices ``[n, nd, nd]`` (2D: uniform angle; 3D: from a unit quaternion)."""
     if nd == 2:
@@ -164,10 +201,11 @@ def augment(x: torch.Tensor, p, ops=OPS, periodic: bool = False, flip_axes=None,
     """Augment ``x: [N, C, *S]`` (differentiably): every op in ``ops`` acts on each sample with probability
     ``p`` (a float or a 0-d tensor on x's device: no host sync). ``flip_axes``: spatial axes that may be
     mirrored (None: all). Random numbers come from ``generator`` (None: the global RNG of x's device)."""
-    unknown = set(ops) - set(OPS)
-    if unknown:
-        raise ValueError(f"augment: unknown ops {sorted(unknown)}; expected some of {OPS}")
     n, c, *size = x.shape
+    try:
+        check_ops(ops, size, periodic, c)
+    except ValueError as e:
+        raise ValueError(f"augment: {e}") from None
     nd, dev = len(size), x.device
 
     def rand(*shape):
@@ -180,40 +218,44 @@ def augment(x: torch.Tensor, p, ops=OPS, periodic: bool = False, flip_axes=None,
         return rand(n) < p
 
     if "flip" in ops:
-        allowed = torch.zeros(nd, dtype=torch.bool, device=dev)
-        allowed[list(range(nd)) if flip_axes is None else list(flip_axes)] = True
-        flips = (rand(n, nd) < p) & (rand(n, nd) < 0.5) & allowed
-        x = flip(x, flips)
+        allowed = set(range(nd) if flip_axes is None else flip_axes)
+        no = torch.zeros(n, dtype=torch.bool, device=dev)
+        x = flip(x, torch.stack([(rand(n) < p) & (rand(n) < 0.5) if a in allowed else no for a in range(nd)], 1))
     if "rot90" in ops:
-        # The largest group of equal-sized axes (all of them for squares and cubes).
-        axes = max(([a for a in range(nd) if size[a] == s] for s in size), key=len)
-        if len(axes) >= 2:
-            table_size = len(cube_rotations(axes))
-            choice = torch.where(chosen(), (rand(n) * table_size).long().clamp(max=table_size - 1),
-                                 torch.zeros(n, dtype=torch.long, device=dev))  # 0: the identity
-            x = rot90(x, axes, choice)
+        axes = equal_axes(size)
+        k, on = len(axes), chosen()
+        perms = list(itertools.permutations(range(k)))
+        perm = ((rand(n) * len(perms)).long().clamp(max=len(perms) - 1)) * on  # 0: the identity
+        mirror = (rand(n, k) < 0.5) & on[:, None]
+        # Uniform over proper rotations: the last mirror makes the mirror count's parity the permutation's.
+        odd_perm = torch.zeros(n, dtype=torch.bool, device=dev)
+        for j, order in enumerate(perms):
+            if _parity(order):
+                odd_perm = odd_perm | (perm == j)
+        odd_mirrors = mirror[:, :-1].sum(1) % 2 == 1
+        mirror[:, -1] = odd_perm ^ odd_mirrors
+        x = rot90(x, axes, perm, mirror)
     if "translate" in ops:
-        limits = torch.tensor(size, device=dev, dtype=torch.float32) * translate_max
-        shifts = ((rand(n, nd) * 2 - 1) * limits).round().long() * chosen()[:, None]
+        shifts = torch.stack([((rand(n) * 2 - 1) * (s * translate_max)).round().long() for s in size], 1)
+        shifts = shifts * chosen()[:, None]
         x = translate(x, shifts, periodic)
-    if ("scale" in ops or ("rotate" in ops and nd >= 2)):
+    if "scale" in ops or "rotate" in ops:
         m = torch.eye(nd, device=dev).repeat(n, 1, 1)
         if "scale" in ops:
             s = torch.where(chosen(), torch.exp2(randn(n) * scale_std), torch.ones(n, device=dev))
             m = m / s[:, None, None]  # sampling at u / s magnifies by s
-        if "rotate" in ops and nd >= 2:
+        if "rotate" in ops:
             r = _random_rotation(n, min(nd, 3), torch.float32, dev, generator)
             m = torch.where(chosen()[:, None, None], r, torch.eye(nd, device=dev)) @ m
         geometric = (m - torch.eye(nd, device=dev)).abs().flatten(1).amax(1) > 0  # [N]
         x = torch.where(geometric.reshape(-1, *[1] * (nd + 1)), affine(x, m), x)
+    k = 1 if "color" in ops else c  # per channel, or shared across RGB as ADA does (colour has its own ops)
     if "brightness" in ops:
-        x = x + randn(n, c).mul(brightness_std).mul(chosen()[:, None]).reshape(n, c, *[1] * nd).to(x.dtype)
+        x = x + randn(n, k).mul(brightness_std).mul(chosen()[:, None]).reshape(n, k, *[1] * nd).to(x.dtype)
     if "contrast" in ops:
-        gain = torch.where(chosen()[:, None], torch.exp2(randn(n, c) * contrast_std), torch.ones(n, c, device=dev))
-        x = x * gain.reshape(n, c, *[1] * nd).to(x.dtype)
+        gain = torch.where(chosen()[:, None], torch.exp2(randn(n, k) * contrast_std), torch.ones(n, k, device=dev))
+        x = x * gain.reshape(n, k, *[1] * nd).to(x.dtype)
     if "color" in ops:
-        if c != 3:
-            raise ValueError(f"augment: the color ops need RGB samples (3 channels), got {c}")
         lumaflip = chosen() & (rand(n) < 0.5)
         hue = ((rand(n) * 2 - 1) * math.pi) * chosen()
         saturation = torch.where(chosen(), torch.exp2(randn(n) * saturation_std), torch.ones(n, device=dev))
@@ -245,9 +287,9 @@ class AdaptiveP:
         return self.mode != "none"
 
     def observe(self, real_logits: torch.Tensor) -> None:
-        if self.mode == "ada":
-            self.stats += torch.stack([real_logits.detach().float().sign().sum(),
-                                       torch.tensor(float(real_logits.numel()), device=self.stats.device)])
+        if self.mode == "ada":  # a NaN logit counts as 0 rather than freezing p at NaN
+            self.stats[0] += real_logits.detach().float().sign().nan_to_num(0.0).sum()
+            self.stats[1] += real_logits.numel()
 
     def step(self, all_reduce=None) -> None:
         """Adjust p from the signs gathered since the last call. ``all_reduce``: sums a tensor over ranks in
@@ -265,8 +307,10 @@ class AdaptiveP:
     def state_dict(self) -> dict:
         return {"p": self.p.detach().cpu(), "stats": self.stats.detach().cpu()}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore p and the pending statistics (mode 'ada'); 'fixed' and 'none' keep the config's p."""
+    def load_state_dict(self, state: dict, pending: bool = True) -> None:
+        """Restore p (mode 'ada'; 'fixed' and 'none' keep the config's p) and, with ``pending``, the signs
+        gathered since the last update: a checkpoint holds rank 0's, so only rank 0 restores them."""
         if self.mode == "ada":
             self.p = state["p"].to(self.p.device).float().reshape(())
-            self.stats = state["stats"].to(self.stats.device).float().reshape(2)
+            if pending:
+                self.stats = state["stats"].to(self.stats.device).float().reshape(2)

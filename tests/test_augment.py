@@ -9,7 +9,6 @@ import torch
 from ndgan import augment as A
 
 SHAPES = {1: (12,), 2: (10, 10), 3: (6, 6, 6)}
-NON_RGB_OPS = tuple(o for o in A.OPS if o != "color")
 
 
 def _x(nd, c=2, n=4, shape=None, dtype=torch.float32):
@@ -17,28 +16,40 @@ def _x(nd, c=2, n=4, shape=None, dtype=torch.float32):
     return torch.rand(n, c, *(shape or SHAPES[nd]), generator=g, dtype=dtype) * 2 - 1
 
 
+def _ops(nd, shape, c, periodic=False):
+    """Every op these samples can take."""
+    return A.default_ops(shape, periodic) + (("color",) if c == 3 else ()) + ("cutout",)
+
+
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_p_zero_is_the_identity(nd):
     c = 3 if nd == 2 else 2
-    ops = A.OPS if c == 3 else NON_RGB_OPS
     x = _x(nd, c)
-    assert torch.equal(A.augment(x, 0.0, ops), x)
-    assert torch.equal(A.augment(x, torch.tensor(0.0), ops, periodic=True), x)
+    assert torch.equal(A.augment(x, 0.0, _ops(nd, SHAPES[nd], c)), x)
+    assert torch.equal(A.augment(x, torch.tensor(0.0), _ops(nd, SHAPES[nd], c, True), periodic=True), x)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("op", A.OPS)
 def test_each_op_keeps_the_shape_and_geometric_ops_the_value_range(nd, op):
     c = 3 if op == "color" else 2
-    x = _x(nd, c, shape=(6, 8, 10)[:nd] if nd == 3 else None)  # non-cubic in 3D
+    shape = SHAPES[nd] if op == "rot90" else (6, 8, 10)[:nd] if nd == 3 else SHAPES[nd]  # non-cubic in 3D
+    if op not in _ops(nd, shape, c):
+        with pytest.raises(ValueError, match="remove it"):  # never silently skipped
+            A.augment(_x(nd, c, shape=shape), 1.0, (op,))
+        return
+    x = _x(nd, c, shape=shape)
     y = A.augment(x, 1.0, (op,), generator=torch.Generator().manual_seed(1))
     assert y.shape == x.shape and torch.isfinite(y).all()
     if op in ("flip", "rot90", "translate", "scale", "rotate"):  # resampling: convex combinations of inputs
         assert y.min() >= x.min() - 1e-5 and y.max() <= x.max() + 1e-5
     if op == "cutout":
         assert ((y == x) | (y == 0)).all() and (y == 0).any()
-    if op in ("flip", "rot90", "translate") and nd > 1:  # integer ops move values, never mix them
-        assert torch.equal(y.flatten().sort().values, x.flatten().sort().values) or op == "translate"
+    if op in ("flip", "rot90"):  # integer ops move values, never mix them
+        assert torch.equal(y.flatten().sort().values, x.flatten().sort().values)
+    if op == "translate":  # wrapped shifts move values too
+        z = A.augment(x, 1.0, (op,), periodic=True, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(z.flatten().sort().values, x.flatten().sort().values) and not torch.equal(z, x)
 
 
 def test_flip_twice_is_the_identity_and_matches_torch_flip():
@@ -52,18 +63,53 @@ def test_flip_twice_is_the_identity_and_matches_torch_flip():
 def test_rotation_groups_and_rot90_against_torch_rot90():
     assert len(A.cube_rotations([0, 1])) == 4 and len(A.cube_rotations([0, 1, 2])) == 24
     x = _x(2, n=4)
-    table = A.cube_rotations([0, 1])
-    ys = A.rot90(x, [0, 1], torch.arange(4))
-    expected = {tuple(torch.rot90(x[i], k, dims=(1, 2)).flatten().tolist()) for i in range(4) for k in range(4)}
+    # Square: perm 1 swaps the axes; with one mirror that is a quarter turn.
+    y = A.rot90(x, [0, 1], torch.tensor([0, 1, 1, 0]), torch.tensor([[False, False], [True, False],
+                                                                      [False, True], [True, True]]))
+    quarter_turns = [torch.rot90(x, k, dims=(2, 3)) for k in range(4)]
     for i in range(4):
-        assert tuple(ys[i].flatten().tolist()) in expected
-    # All 24 cube rotations of a volume are distinct and none is a mirror image (determinant +1).
-    v = torch.arange(27.0).reshape(1, 1, 3, 3, 3).expand(24, 1, 3, 3, 3)
-    rotated = A.rot90(v, [0, 1, 2], torch.arange(24))
-    assert len({tuple(r.flatten().tolist()) for r in rotated}) == 24
-    mirror = tuple(v[0].flip(1).flatten().tolist())
-    assert mirror not in {tuple(r.flatten().tolist()) for r in rotated}
-    assert table[0] == ((0, 1), (1, 1))  # index 0 is the identity
+        assert any(torch.equal(y[i], q[i]) for q in quarter_turns)
+    assert torch.equal(y[0], x[0]) and torch.equal(y[3], torch.rot90(x[3], 2, dims=(1, 2)))
+
+
+def _distinct(volumes):
+    return [tuple(v.flatten().tolist()) for v in volumes]
+
+
+def test_augment_draws_the_24_cube_rotations_uniformly_and_no_mirror():
+    v = torch.arange(27.0).reshape(1, 1, 3, 3, 3).expand(4800, 1, 3, 3, 3)
+    out = _distinct(A.augment(v, 1.0, ("rot90",), generator=torch.Generator().manual_seed(0)))
+    counts = {}
+    for o in out:
+        counts[o] = counts.get(o, 0) + 1
+    assert len(counts) == 24 and min(counts.values()) > 140 and max(counts.values()) < 260  # 200 expected
+    # The rotation group, built independently: everything quarter turns in the three planes reach.
+    group, frontier = {tuple(v[0].flatten().tolist())}, [v[0]]
+    while frontier:
+        u = frontier.pop()
+        for dims in ((1, 2), (1, 3), (2, 3)):
+            w = torch.rot90(u, 1, dims=dims)
+            if tuple(w.flatten().tolist()) not in group:
+                group.add(tuple(w.flatten().tolist()))
+                frontier.append(w)
+    assert len(group) == 24 and set(counts) == group  # proper rotations only, no mirror images
+
+
+def test_rot90_turns_only_the_equal_axes_of_a_non_cubic_volume():
+    x = _x(3, n=64, shape=(4, 6, 6))
+    y = A.augment(x, 1.0, ("rot90",), generator=torch.Generator().manual_seed(2))
+    turns = [torch.rot90(x, k, dims=(3, 4)) for k in range(4)]
+    assert all(any(torch.equal(y[i], t[i]) for t in turns) for i in range(64))
+    assert {next(k for k, t in enumerate(turns) if torch.equal(y[i], t[i])) for i in range(64)} == {0, 1, 2, 3}
+
+
+def test_each_op_acts_with_probability_p():
+    x = torch.arange(2.0).reshape(1, 1, 2).expand(20000, 1, 2)
+    g = torch.Generator().manual_seed(3)
+    flipped = (A.augment(x, 0.6, ("flip",), generator=g)[:, 0, 0] == 1).double().mean()
+    assert abs(float(flipped) - 0.3) < 0.015  # p/2, as ADA's x-flip
+    shifted = (A.augment(x, 0.6, ("brightness",), generator=g) != x).any(2)[:, 0].double().mean()
+    assert abs(float(shifted) - 0.6) < 0.015
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
@@ -133,16 +179,16 @@ def test_brightness_and_contrast_act_per_channel():
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_gradients_reach_the_input_through_every_op(nd):
     c = 3 if nd == 2 else 2
-    ops = A.OPS if c == 3 else NON_RGB_OPS
-    x = _x(nd, c, dtype=torch.float64).requires_grad_(True)
+    shape = (4, 4, 4) if nd == 3 else SHAPES[nd]
+    ops = _ops(nd, shape, c)
+    x = _x(nd, c, n=2, shape=shape, dtype=torch.float64).requires_grad_(True)
 
     def f(v):
         return A.augment(v, 1.0, ops, generator=torch.Generator().manual_seed(5))
 
     (g,) = torch.autograd.grad(f(x).square().sum(), x)
     assert g.abs().sum() > 0 and torch.isfinite(g).all()
-    if nd < 3:
-        assert torch.autograd.gradcheck(f, (x[:2].detach().requires_grad_(True),))
+    assert torch.autograd.gradcheck(f, (x.detach().requires_grad_(True),))
 
 
 def test_r1_gradient_through_the_augmentation_is_taken_at_the_unaugmented_reals():
@@ -164,7 +210,7 @@ def test_adaptive_p_rises_on_overfitting_and_falls_on_a_confused_discriminator()
     ada.step()
     assert float(ada.p) == pytest.approx(0.5 + step)
     for _ in range(4):
-        ada.observe(torch.randn(32, generator=torch.Generator().manual_seed(0)).sign() * 0 - 1)  # r_t = -1
+        ada.observe(torch.tensor([1.0, -1.0]).repeat(16))  # a confused D: r_t = 0 < 0.6
     ada.step()
     ada.step()  # no new observations: p stays
     assert float(ada.p) == pytest.approx(0.5)
@@ -190,10 +236,16 @@ def test_adaptive_p_state_round_trip_and_summed_reduction():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="unknown ops"):
+    with pytest.raises(ValueError, match="unknown op 'flp'"):
         A.augment(_x(2), 0.5, ("flp",))
     with pytest.raises(ValueError, match="RGB"):
         A.augment(_x(2, c=2), 0.5, ("color",))
+    with pytest.raises(ValueError, match="periodic"):
+        A.augment(_x(3), 0.5, ("scale",), periodic=True)
+    observed = A.AdaptiveP("ada", p=0.5)
+    observed.observe(torch.tensor([float("nan"), 1.0]))
+    observed.step()
+    assert torch.isfinite(observed.p)
     with pytest.raises(ValueError, match="ada, fixed or none"):
         A.AdaptiveP("sometimes")
 
@@ -207,3 +259,16 @@ def test_affine_keeps_physical_distances_on_non_square_images():
     mass = y.sum()
     centre = ((y * rows).sum() / mass - 16, (y * cols).sum() / mass - 32)
     assert abs(abs(float(centre[0])) - 12) < 0.3 and abs(float(centre[1])) < 0.3
+
+
+@pytest.mark.parametrize("shape, c, periodic", [((8, 8, 8), 2, True), ((8, 8, 8), 2, False), ((16, 16), 3, False),
+                                                ((12,), 2, False)])
+def test_no_value_is_read_back_to_the_host(shape, c, periodic):
+    """Meta tensors carry no data: anything that reads a value back (.item(), int(t), Python branching on a
+    tensor) fails there, so running the whole pipeline and the controller on them proves they never sync."""
+    x = torch.empty(4, c, *shape, device="meta")
+    ops = _ops(len(shape), shape, c, periodic)
+    assert A.augment(x, torch.tensor(0.5, device="meta"), ops, periodic=periodic).shape == x.shape
+    ada = A.AdaptiveP("ada", device="meta")
+    ada.observe(torch.empty(8, device="meta"))
+    ada.step()

@@ -99,8 +99,7 @@ class AugmentConfig:
     target: float = 0.6  # ADA's target for r_t = E[sign(D(real))]
     interval: int = 4  # adjust p every this many steps
     speed_kimg: float = 500.0  # p can move from 0 to 1 in this many kimg
-    ops: tuple[str, ...] = ("flip", "rot90", "translate", "scale", "rotate", "brightness", "contrast")  # see
-    # ndgan.augment.OPS; 'color' needs RGB; periodic cells want no scale/rotate (they break the periodicity)
+    ops: tuple[str, ...] | None = None  # ndgan.augment.OPS to use (null: ndgan.augment.default_ops of the data)
     flip_axes: tuple[int, ...] | None = None  # spatial axes that may be mirrored (null: all)
 
 
@@ -157,6 +156,9 @@ def _convert(value, hint, where):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r} (YAML reads on/off/yes/no as true/false; "
+                              f"quote the word)")
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
@@ -257,18 +259,22 @@ def validate(cfg: Config) -> Config:
     if t.metrics_kimg is not None and t.metrics_kimg <= 0:
         raise ConfigError("train.metrics_kimg: expected a positive number of kimg (or null: at every snapshot)")
     a = cfg.augment
-    from ..augment import OPS
+    from ..augment import OPS, check_ops
 
-    for op in a.ops:
+    for op in a.ops or ():
         if op not in OPS:
             raise ConfigError(f"augment.ops: unknown op {op!r}{_closest(op, OPS)}")
+    if a.ops is not None:
+        try:
+            check_ops(a.ops, d.shape, d.periodic, d.channels)
+        except ValueError as e:
+            raise ConfigError(f"augment.ops: {e}") from None
     augment_checks = [
         (a.mode in ("ada", "fixed", "none"), f"augment.mode: expected ada, fixed or none, got {a.mode!r}"),
         (0 <= a.p <= 1, "augment.p: expected a probability in [0, 1]"),
+        (a.mode != "none" or a.p == 0, "augment.p: mode none uses no p; remove augment.p or choose mode fixed"),
         (0 < a.target < 1, "augment.target: expected a value in (0, 1), e.g. 0.6"),
         (a.interval >= 1 and a.speed_kimg > 0, "augment.interval and augment.speed_kimg: expected positive values"),
-        ("color" not in a.ops or d.channels == 3,
-         f"augment.ops: 'color' needs RGB data (data.channels 3, got {d.channels}); remove it"),
         (a.flip_axes is None or all(0 <= ax < len(d.shape) for ax in a.flip_axes),
          f"augment.flip_axes: expected spatial axes 0..{len(d.shape) - 1}, got {a.flip_axes}"),
     ]

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from .. import losses
-from ..augment import AdaptiveP, augment
+from ..augment import AdaptiveP, augment, default_ops
 from ..data import open_dataset
 from ..data.loader import make_loader
 from ..nets import Discriminator, Generator
@@ -169,7 +169,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     # Adaptive discriminator augmentation: everything D sees passes through augment() with probability ada.p.
     aug = cfg.augment
     ada = AdaptiveP(aug.mode, aug.p, aug.target, aug.interval, aug.speed_kimg, t.batch, device)
-    augment_kwargs = dict(ops=aug.ops, periodic=cfg.data.periodic, flip_axes=aug.flip_axes)
+    ops = aug.ops if aug.ops is not None else default_ops(cfg.data.shape, cfg.data.periodic)
+    augment_kwargs = dict(ops=ops, periodic=cfg.data.periodic, flip_axes=aug.flip_axes)
 
     def run_D(net, x, c):
         return net(augment(x, ada.p, **augment_kwargs) if ada.active else x, c)
@@ -186,7 +187,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         set_lazy_hparams(D_opt, t.d_lr, t.betas, r1_interval)
         pl_mean = state["pl_mean"].to(device)
         if "augment" in state:
-            ada.load_state_dict(state["augment"])
+            ada.load_state_dict(state["augment"], pending=rank == 0)
         for name, scaler_state in state.get("scalers", {}).items():
             if scaler_state:
                 scalers[name].load_state_dict(scaler_state)

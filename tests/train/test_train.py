@@ -160,14 +160,36 @@ def test_bad_batch_for_the_minibatch_std_group(tmp_path, capsys):
 def test_every_augmentation_op_trains_with_r1_through_it(tmp_path, config, ops):
     """p = 1: every op acts on everything D sees, and R1's double backward goes through all of them."""
     out = run(config, tmp_path / "aug", "train.kimg=0.016", "train.snapshot_kimg=0.016", "train.r1_interval=1",
-              "augment.mode=fixed", "augment.p=1", f"augment.ops={ops}", "train.log_steps=1")
+              "augment.mode=fixed", "augment.p=1", f"augment.ops={ops}", "train.log_steps=1",
+              "data.periodic=false")  # scale and rotate are refused for periodic cells
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     assert all(s["augment_p"] == 1.0 and math.isfinite(s["loss/R1"]) and s["loss/R1"] > 0 for s in stats)
 
 
-def test_augmentation_none_sees_the_raw_batches(tmp_path):
-    """mode none: p is 0 and stays 0; the run logs it."""
+def test_augmentation_none_sees_the_raw_batches(tmp_path, monkeypatch):
+    """mode none: the pipeline is never called, and the logged p is 0."""
+    import ndgan.train.loop as loop
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("augment() called with augment.mode=none")
+
+    monkeypatch.setattr(loop, "augment", refuse)
     out = run("configs/tiny2d.yaml", tmp_path / "off", "train.kimg=0.016", "train.snapshot_kimg=0.016",
-              "augment.mode=none", "augment.p=0.5", "train.log_steps=1")
+              "augment.mode=none", "train.log_steps=1")
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
     assert all(s["augment_p"] == 0.0 for s in stats)
+
+
+@pytest.mark.parametrize("loss, per_step", [("nonsaturating", 3), ("wgan-gp", 4)])
+def test_everything_d_sees_is_augmented(tmp_path, monkeypatch, loss, per_step):
+    """D main (reals, fakes), G main (fakes), the WGAN gradient penalty, and R1 at step 0 all pass through
+    the pipeline."""
+    import ndgan.train.loop as loop
+
+    calls = []
+    real_augment = loop.augment
+    monkeypatch.setattr(loop, "augment", lambda x, *a, **k: calls.append(x.shape[0]) or real_augment(x, *a, **k))
+    run("configs/tiny2d.yaml", tmp_path / "n", "train.kimg=0.016", "train.snapshot_kimg=0.016",
+        f"train.loss={loss}", "train.pl_weight=0")  # 2 steps of batch 8
+    r1 = 1 if loss == "nonsaturating" else 0
+    assert len(calls) == 2 * per_step + r1 and set(calls) == {8}
