@@ -9,11 +9,9 @@ one warm-up.
 """
 
 import argparse
-import resource
-import statistics
-import time
 
 import torch
+from timing import peak_memory, timed
 
 from ndgan.augment import augment
 
@@ -23,20 +21,6 @@ CASES = [
     ("3D 32^3 x 2, all non-colour ops", (2, 32, 32, 32),
      ("flip", "rot90", "translate", "scale", "rotate", "brightness", "contrast", "cutout"), False),
 ]
-
-
-def timed(fn, reps, device):
-    fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():
@@ -60,10 +44,7 @@ def main():
 
         fwd, bwd = timed(forward, args.reps, device), timed(backward, args.reps, device)
         print(f"{name:45s} forward {args.batch / fwd:8.1f} samples/s   forward+backward {args.batch / bwd:8.1f} samples/s")
-    if device.type == "cuda":
-        print(f"peak memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB CUDA")
-    else:
-        print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS")
+    print(f"peak memory: {peak_memory(device)}")
 
 
 if __name__ == "__main__":

@@ -12,11 +12,9 @@ Median of --reps timed repetitions after one warm-up.
 """
 
 import argparse
-import resource
-import statistics
-import time
 
 import torch
+from timing import peak_memory, timed
 
 from ndgan.data import open_dataset
 from ndgan.metrics import MetricSettings
@@ -26,26 +24,6 @@ from ndgan.metrics.msssim import ms_ssim
 from ndgan.metrics.physics import grid_properties, to_kelvin
 from ndgan.train.config import load_config
 from ndgan.train.loop import build_networks
-
-
-def timed(fn, reps, device):
-    fn()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def peak_memory(device):
-    if device.type == "cuda":
-        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB CUDA"
-    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB RSS"
 
 
 @torch.no_grad()
