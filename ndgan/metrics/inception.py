@@ -195,11 +195,9 @@ def load_inception(path=None, device="cpu") -> InceptionV3:
 
 def load_state_dict(path, what: str) -> dict:
     """A plain state dict from ``path`` (``weights_only``; a ``{'state_dict': ...}`` wrapper is unwrapped)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for unreadable or non-tensor files
-        raise ValueError(f"{path}: cannot read {what} as a plain state dict ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    from ..train.checkpoint import load_plain
+
+    state = load_plain(path, f"{what} (a plain state dict)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

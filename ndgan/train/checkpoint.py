@@ -4,6 +4,7 @@ atomically and loaded with ``torch.load(weights_only=True)``: loading one never 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import warnings
 from pathlib import Path
@@ -34,15 +35,28 @@ def save(state: dict, path) -> Path:
     return path
 
 
+def load_plain(path, what: str, map_location="cpu"):
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only. A file whose pickle would
+    build other objects (and could run code doing so) is refused unopened; any failure is a ValueError naming
+    the file and ``what`` it should have been."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError as e:  # torch's advice to retry with weights_only=False is not repeated
+        found = re.search(r"GLOBAL (\S+)|Unsupported global: (\S+)", str(e))
+        name = next((g for g in found.groups() if g), "") if found else ""
+        raise ValueError(f"{path}: refused: not {what}; it needs pickle to load{f' ({name})' if name else ''}, "
+                         f"which can run code, and ndgan loads plain data only") from None
+    except Exception as e:  # truncated, empty, or not a torch file at all
+        detail = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"{path}: not {what} ({type(e).__name__}: {detail})") from None
+
+
 def load(path, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; a ValueError names the file if it cannot be used."""
     path = Path(path)
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # truncated, not a checkpoint, or needs pickle (refused)
-        raise ValueError(f"{path}: not a loadable ndgan checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    state = load_plain(path, "a loadable ndgan checkpoint", map_location)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not an ndgan checkpoint (holds a {type(state).__name__}, not a dict)")
     if state.get("format_version") != FORMAT_VERSION:
@@ -71,6 +85,20 @@ def latest_valid(run_dir):
 
 
 def prune(run_dir, keep: int) -> None:
-    """Delete all but the newest ``keep`` checkpoints (the newest is always kept)."""
-    for path in list_checkpoints(run_dir)[: -max(keep, 1)]:
+    """Delete all but the newest ``keep`` checkpoints (the newest is always kept), unless none of those loads:
+    then nothing is deleted, so the last valid checkpoint always survives."""
+    paths = list_checkpoints(run_dir)
+    kept, old = paths[-max(keep, 1):], paths[: -max(keep, 1)]
+    if not old:
+        return
+    for path in reversed(kept):
+        try:
+            load(path)
+            break
+        except ValueError:
+            continue
+    else:
+        warnings.warn(f"{run_dir}: none of the newest {len(kept)} checkpoints loads; keeping the older ones")
+        return
+    for path in old:
         path.unlink()

@@ -127,6 +127,13 @@ def test_checkpoint_prune_and_torn_files(tmp_path):
     with pytest.raises(ValueError, match="incompatible version"):
         torch.save({"format_version": 0}, tmp_path / "old.pt")
         ckpt.load(tmp_path / "old.pt")
+    # keep-last-K never deletes the only valid checkpoint: with the two newest torn, nothing goes.
+    (tmp_path / ckpt.checkpoint_name(40)).write_bytes(b"")
+    with pytest.warns(UserWarning, match="none of the newest 2 checkpoints loads"):
+        ckpt.prune(tmp_path, 2)
+    with pytest.warns(UserWarning, match="skipping"):
+        assert ckpt.latest_valid(tmp_path)[0].name == "checkpoint-000000024.pt"
+    assert len(ckpt.list_checkpoints(tmp_path)) == 4
 
 
 def _average_worker(rank, path, out):
