@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -90,3 +92,37 @@ def rank_zero_first():
 def cleanup():
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+class StopSignals:
+    """SIGTERM (cluster pre-emption, ``kill``, torchrun shutting down) and SIGINT (Ctrl-C) set a flag instead of
+    killing the process, so the training loop can write a checkpoint and exit cleanly. A second Ctrl-C
+    interrupts at once. Handlers are installed only in the main thread and restored by ``restore()``."""
+
+    def __init__(self):
+        self.signum, self._previous = None, {}
+
+    def install(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def agreed(self, world: int, device) -> bool:
+        """Whether to stop now: this process's flag, or under torchrun any rank's (one all-reduce, so call it
+        at steps where every rank calls it)."""
+        if world <= 1:
+            return self.signum is not None
+        flag = torch.tensor([0.0 if self.signum is None else 1.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -265,99 +266,114 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                    "data_metadata": _plain_metadata(dataset)}, run_dir / ckpt.checkpoint_name(nimg))
         ckpt.prune(run_dir, t.keep_checkpoints)
 
-    while nimg < total:
-        reals, c = _batch(next(batches), device)
-        z = torch.randn(per_rank, G.z_dim, device=device)
+    stop, saved_at = distributed.StopSignals().install(), None
+    try:
+        while nimg < total:
+            reals, c = _batch(next(batches), device)
+            z = torch.randn(per_rank, G.z_dim, device=device)
 
-        # D main: logistic loss (or WGAN-GP) on augmented reals and fakes; G's output is a constant here.
-        D.requires_grad_(True)
-        with torch.no_grad(), autocast():
-            fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
-        with autocast():
-            real_logits, fake_logits = run_D(D_main, reals, c), run_D(D_main, fakes, c)
-            if t.loss == "nonsaturating":
-                d_loss = losses.d_logistic(real_logits, fake_logits)
-            else:
-                d_loss = losses.wgan_d(real_logits, fake_logits)
-        ada.observe(real_logits)
-        if t.loss == "wgan-gp":
-            d_loss = d_loss + t.gp_weight * losses.gradient_penalty(lambda x, c: run_D(D, x, c), reals, fakes,
-                                                                     c).mean()
-        optimizer_step(D_opt, d_loss, d_params, world, scalers["D"])
-        accumulate("loss/D", d_loss)
+            # D main: logistic loss (or WGAN-GP) on augmented reals and fakes; G's output is a constant here.
+            D.requires_grad_(True)
+            with torch.no_grad(), autocast():
+                fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
+            with autocast():
+                real_logits, fake_logits = run_D(D_main, reals, c), run_D(D_main, fakes, c)
+                if t.loss == "nonsaturating":
+                    d_loss = losses.d_logistic(real_logits, fake_logits)
+                else:
+                    d_loss = losses.wgan_d(real_logits, fake_logits)
+            ada.observe(real_logits)
+            if t.loss == "wgan-gp":
+                d_loss = d_loss + t.gp_weight * losses.gradient_penalty(lambda x, c: run_D(D, x, c), reals, fakes,
+                                                                         c).mean()
+            optimizer_step(D_opt, d_loss, d_params, world, scalers["D"])
+            accumulate("loss/D", d_loss)
 
-        # R1, lazily: gamma/2 * |grad D(real)|^2 every r1_interval steps, scaled by the interval; as in ADA,
-        # the gradient is taken at the un-augmented reals, through the augmentation.
-        if r1_interval and step % r1_interval == 0:
-            reals_r1 = reals.detach().requires_grad_(True)
-            r1 = losses.r1_penalty(run_D(D, reals_r1, c), reals_r1)
-            optimizer_step(D_opt, r1.mean() * (t.r1_gamma / 2) * r1_interval, d_params, world, unscaled)
-            accumulate("loss/R1", r1.mean())
+            # R1, lazily: gamma/2 * |grad D(real)|^2 every r1_interval steps, scaled by the interval; as in ADA,
+            # the gradient is taken at the un-augmented reals, through the augmentation.
+            if r1_interval and step % r1_interval == 0:
+                reals_r1 = reals.detach().requires_grad_(True)
+                r1 = losses.r1_penalty(run_D(D, reals_r1, c), reals_r1)
+                optimizer_step(D_opt, r1.mean() * (t.r1_gamma / 2) * r1_interval, d_params, world, unscaled)
+                accumulate("loss/R1", r1.mean())
 
-        # G main: non-saturating loss through a frozen D.
-        D.requires_grad_(False)
-        z = torch.randn(per_rank, G.z_dim, device=device)
-        with autocast():
-            fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
-            fake_logits = run_D(D_main, fakes, c)
-            g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
-        optimizer_step(G_opt, g_loss, g_params, world, scalers["G"])
-        accumulate("loss/G", g_loss)
+            # G main: non-saturating loss through a frozen D.
+            D.requires_grad_(False)
+            z = torch.randn(per_rank, G.z_dim, device=device)
+            with autocast():
+                fakes = synthesis(mixed_ws(G, z, c, t.style_mixing))
+                fake_logits = run_D(D_main, fakes, c)
+                g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
+            optimizer_step(G_opt, g_loss, g_params, world, scalers["G"])
+            accumulate("loss/G", g_loss)
 
-        # Path length, lazily: (|J_w^T y| - a)^2 on a smaller batch every pl_interval steps.
-        if pl_interval and step % pl_interval == 0:
-            n_pl = max(per_rank // t.pl_batch_shrink, 1)
-            ws = mixed_ws(G, torch.randn(n_pl, G.z_dim, device=device), None if c is None else c[:n_pl],
-                          t.style_mixing)
-            images = G.synthesis(ws)
-            lengths = losses.path_lengths(images, ws, losses.path_length_noise(images))
-            penalty, pl_mean = losses.path_length_penalty(lengths, pl_mean, t.pl_decay)
-            pl_mean = pl_mean.detach()
-            optimizer_step(G_opt, penalty.mean() * t.pl_weight * pl_interval, g_params, world, unscaled)
-            accumulate("loss/PL", penalty.mean())
+            # Path length, lazily: (|J_w^T y| - a)^2 on a smaller batch every pl_interval steps.
+            if pl_interval and step % pl_interval == 0:
+                n_pl = max(per_rank // t.pl_batch_shrink, 1)
+                ws = mixed_ws(G, torch.randn(n_pl, G.z_dim, device=device), None if c is None else c[:n_pl],
+                              t.style_mixing)
+                images = G.synthesis(ws)
+                lengths = losses.path_lengths(images, ws, losses.path_length_noise(images))
+                penalty, pl_mean = losses.path_length_penalty(lengths, pl_mean, t.pl_decay)
+                pl_mean = pl_mean.detach()
+                optimizer_step(G_opt, penalty.mean() * t.pl_weight * pl_interval, g_params, world, unscaled)
+                accumulate("loss/PL", penalty.mean())
 
-        # EMA of G with a half-life of ema_kimg (ramped up over the first images).
-        step, nimg = step + 1, nimg + t.batch
-        if step % aug.interval == 0:  # ADA: move p by the sign of E[sign(D(real))] - target (summed over ranks)
-            ada.step(distributed.all_reduce_sum)
-        ema_nimg = t.ema_kimg * 1000
-        if t.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, nimg * t.ema_rampup)
-        beta = 0.5 ** (t.batch / max(ema_nimg, 1e-8))
-        with torch.no_grad():
-            for p_ema, p in zip(G_ema.parameters(), G.parameters()):
-                p_ema.copy_(p.lerp(p_ema, beta))
-            for b_ema, b in zip(G_ema.buffers(), G.buffers()):
-                b_ema.copy_(b)
+            # EMA of G with a half-life of ema_kimg (ramped up over the first images).
+            step, nimg = step + 1, nimg + t.batch
+            if step % aug.interval == 0:  # ADA: move p by the sign of E[sign(D(real))] - target (summed over ranks)
+                ada.step(distributed.all_reduce_sum)
+            ema_nimg = t.ema_kimg * 1000
+            if t.ema_rampup is not None:
+                ema_nimg = min(ema_nimg, nimg * t.ema_rampup)
+            beta = 0.5 ** (t.batch / max(ema_nimg, 1e-8))
+            with torch.no_grad():
+                for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+                    p_ema.copy_(p.lerp(p_ema, beta))
+                for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+                    b_ema.copy_(b)
 
-        # Log: the only host synchronisation, every log_steps steps.
-        if rank == 0 and (step % t.log_steps == 0 or nimg >= total):
-            now = time.time()
-            stats = {"kimg": nimg / 1000, "step": step, "sec_per_kimg": (now - t_log) / max((nimg - nimg_log) / 1000, 1e-9),
-                     "pl_mean": float(pl_mean), "augment_p": float(ada.p),
-                     **{k: float(v) / counts[k] for k, v in sums.items()}}
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps(stats) + "\n")
-            if writer is not None:
-                for k, v in stats.items():
-                    writer.add_scalar(k, v, nimg)
-            if bar is not None:
-                bar.update(nimg - bar.n)
-                bar.set_postfix({"kimg": f"{stats['kimg']:.2f}", "s/kimg": f"{stats['sec_per_kimg']:.3g}",
-                                 **{k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k.startswith("loss")}})
-            sums, counts, t_log, nimg_log = {}, {}, now, nimg
+            # Log: the only host synchronisation, every log_steps steps.
+            if rank == 0 and (step % t.log_steps == 0 or nimg >= total):
+                now = time.time()
+                stats = {"kimg": nimg / 1000, "step": step, "sec_per_kimg": (now - t_log) / max((nimg - nimg_log) / 1000, 1e-9),
+                         "pl_mean": float(pl_mean), "augment_p": float(ada.p),
+                         **{k: float(v) / counts[k] for k, v in sums.items()}}
+                with open(run_dir / "stats.jsonl", "a") as f:
+                    f.write(json.dumps(stats) + "\n")
+                if writer is not None:
+                    for k, v in stats.items():
+                        writer.add_scalar(k, v, nimg)
+                if bar is not None:
+                    bar.update(nimg - bar.n)
+                    bar.set_postfix({"kimg": f"{stats['kimg']:.2f}", "s/kimg": f"{stats['sec_per_kimg']:.3g}",
+                                     **{k.split("/")[-1]: f"{v:.3g}" for k, v in stats.items() if k.startswith("loss")}})
+                sums, counts, t_log, nimg_log = {}, {}, now, nimg
 
-        # Snapshot: sample grid and checkpoint every snapshot_kimg, and at the end.
-        if nimg >= next_snapshot or nimg >= total:
-            save_snapshot()
-            next_snapshot = (nimg // snap + 1) * snap
+            # Snapshot: sample grid and checkpoint every snapshot_kimg, and at the end.
+            if nimg >= next_snapshot or nimg >= total:
+                save_snapshot()
+                saved_at, next_snapshot = nimg, (nimg // snap + 1) * snap
 
-        # Metrics on G_ema every metrics_kimg (default: every snapshot) and at the end; seeded, RNG untouched.
-        if t.metrics and (nimg >= next_metrics or nimg >= total):
-            if evaluator is not None:
-                seconds = log_metrics(evaluator, G_ema, run_dir, writer, nimg, step)
-                t_log += seconds  # keep the metrics' time out of sec_per_kimg
-            next_metrics = (nimg // every + 1) * every
+            # Metrics on G_ema every metrics_kimg (default: every snapshot) and at the end; seeded, RNG untouched.
+            if t.metrics and (nimg >= next_metrics or nimg >= total):
+                if evaluator is not None:
+                    seconds = log_metrics(evaluator, G_ema, run_dir, writer, nimg, step)
+                    t_log += seconds  # keep the metrics' time out of sec_per_kimg
+                next_metrics = (nimg // every + 1) * every
+
+            # SIGTERM / SIGINT: checkpoint where we are and stop (every step alone; under torchrun the ranks agree
+            # at log steps, where they synchronise anyway).
+            if (world == 1 or step % t.log_steps == 0) and stop.agreed(world, device):
+                if saved_at != nimg:
+                    save_snapshot()
+                if rank == 0:
+                    name = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT"}.get(stop.signum, "a signal on another rank")
+                    print(f"stopped by {name} at {nimg / 1000:g} kimg; checkpoint {ckpt.checkpoint_name(nimg)} written; "
+                          f"continue with --resume auto")
+                break
+    finally:
+        stop.restore()
     if bar is not None:
         bar.close()
     if writer is not None:

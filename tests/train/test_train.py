@@ -1,8 +1,10 @@
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -193,3 +195,27 @@ def test_everything_d_sees_is_augmented(tmp_path, monkeypatch, loss, per_step):
         f"train.loss={loss}", "train.pl_weight=0")  # 2 steps of batch 8
     r1 = 1 if loss == "nonsaturating" else 0
     assert len(calls) == 2 * per_step + r1 and set(calls) == {8}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
+    """Pre-emption: SIGTERM (or Ctrl-C) mid-run checkpoints the current step, exits 0, and the run resumes."""
+    out = tmp_path / "sig"
+    cmd = [sys.executable, "-m", "ndgan.train", "configs/tiny2d.yaml", "train.kimg=50", "train.snapshot_kimg=50",
+           "train.log_steps=1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ((out / "stats.jsonl").exists() and len((out / "stats.jsonl").read_text().splitlines()) >= 3):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "stopped by SIG" in stdout and "--resume auto" in stdout
+    (path,) = [p for p in out.iterdir() if p.name.startswith("checkpoint-")]
+    state = torch.load(path, weights_only=True)
+    assert 0 < state["nimg"] < 50_000 and path.name == f"checkpoint-{state['nimg']:09d}.pt"
+    resumed = run("configs/tiny2d.yaml", out, f"train.kimg={(state['nimg'] + 16) / 1000}",
+                  "train.snapshot_kimg=50", resume="auto")
+    assert torch.load(resumed / f"checkpoint-{state['nimg'] + 16:09d}.pt", weights_only=True)["step"] == \
+        state["step"] + 2
