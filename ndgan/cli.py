@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-USER_ERRORS = (ValueError, OSError, ImportError)
+USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)  # the last: a run that diverged
 
 
 def run(body, debug: bool = False) -> int:

@@ -88,6 +88,8 @@ class TrainConfig:
     precision: str = "float32"  # float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
     compile: bool = False  # torch.compile the main forward passes
     grid_size: int = 16  # samples in each snapshot grid
+    max_rollbacks: int = 3  # non-finite values roll back to the newest checkpoint at most this often, then stop
+    rollback_lr_factor: float = 0.5  # learning rates are multiplied by this at every rollback
     metrics: tuple[str, ...] = ()  # metrics evaluated during training (ndgan.metrics.METRICS), on G_ema
     metrics_kimg: float | None = None  # evaluate every this many kimg (None: at every snapshot) and at the end
 
@@ -256,6 +258,8 @@ def validate(cfg: Config) -> Config:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if t.max_rollbacks < 0 or not 0 < t.rollback_lr_factor <= 1:
+        raise ConfigError("train.max_rollbacks must be >= 0 and train.rollback_lr_factor in (0, 1]")
     if t.metrics_kimg is not None and t.metrics_kimg <= 0:
         raise ConfigError("train.metrics_kimg: expected a positive number of kimg (or null: at every snapshot)")
     a = cfg.augment

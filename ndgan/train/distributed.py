@@ -43,6 +43,13 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_min(tensor: torch.Tensor) -> torch.Tensor:
+    """Minimum of ``tensor`` over all ranks, in place (a no-op without a process group)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return tensor
+
+
 def average_gradients(params, world: int) -> None:
     """Average ``.grad`` of ``params`` over all ranks with a single flattened all-reduce."""
     if world <= 1:

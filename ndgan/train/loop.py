@@ -176,29 +176,36 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     def run_D(net, x, c):
         return net(augment(x, ada.p, **augment_kwargs) if ada.active else x, c)
 
-    pl_mean = torch.zeros([], device=device)
-    step = nimg = 0
-    if state is not None:
+    lr_scale = 1.0  # lowered by every rollback after a numerical fault
+
+    def restore(state):
+        """Networks, optimisers (the config's lr and betas, times lr_scale), scalers, ADA's p and the RNG from a
+        checkpoint; returns (pl_mean, step, nimg)."""
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
         G_ema.load_state_dict(state["G_ema"])
         G_opt.load_state_dict(state["G_opt"])
         D_opt.load_state_dict(state["D_opt"])
-        set_lazy_hparams(G_opt, t.g_lr, t.betas, pl_interval)  # train.* may change on resume
-        set_lazy_hparams(D_opt, t.d_lr, t.betas, r1_interval)
-        pl_mean = state["pl_mean"].to(device)
+        set_lazy_hparams(G_opt, t.g_lr * lr_scale, t.betas, pl_interval)  # train.* may change on resume
+        set_lazy_hparams(D_opt, t.d_lr * lr_scale, t.betas, r1_interval)
         if "augment" in state:
             ada.load_state_dict(state["augment"], pending=rank == 0)
         for name, scaler_state in state.get("scalers", {}).items():
             if scaler_state:
                 scalers[name].load_state_dict(scaler_state)
-        step, nimg = state["step"], state["nimg"]
         if rank == 0:
             torch.set_rng_state(state["rng"]["torch"])
             if "cuda" in state["rng"] and device.type == "cuda":
                 torch.cuda.set_rng_state(state["rng"]["cuda"], device)
         else:
-            torch.manual_seed(t.seed * 1_000_003 + rank + step)
+            torch.manual_seed(t.seed * 1_000_003 + rank + state["step"])
+        return state["pl_mean"].to(device), state["step"], state["nimg"]
+
+    pl_mean = torch.zeros([], device=device)
+    step = nimg = 0
+    if state is not None:
+        lr_scale = float(state.get("lr_scale", 1.0))
+        pl_mean, step, nimg = restore(state)
     for net in (G, D, G_ema):
         distributed.broadcast_module(net)
     g_params, d_params = list(G.parameters()), list(D.parameters())  # for the optimiser steps, built once
@@ -210,9 +217,11 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         raise ConfigError(f"train.batch: {t.batch} over {world} process(es) gives {per_rank} per process, which "
                           f"D.mbstd_group_size={group} does not divide; use a batch of {world} x a multiple of "
                           f"{min(group, per_rank)}")
-    loader = make_loader(dataset, t.batch, workers=cfg.data.workers, seed=t.seed, pin_memory=device.type == "cuda",
-                         start_step=step, rank=rank, world=world)
-    batches = iter(loader)
+    def batches_from(start_step):  # the step-indexed batch stream, from any step (resume, rollback)
+        return iter(make_loader(dataset, t.batch, workers=cfg.data.workers, seed=t.seed,
+                                pin_memory=device.type == "cuda", start_step=start_step, rank=rank, world=world))
+
+    batches = batches_from(step)
     grid_gen = torch.Generator().manual_seed(t.seed + 123)
     grid_z = torch.randn(t.grid_size, G.z_dim, generator=grid_gen).to(device)
     grid_c = None
@@ -262,11 +271,12 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                    "G_opt": G_opt.state_dict(), "D_opt": D_opt.state_dict(), "G_kwargs": G.init_kwargs,
                    "D_kwargs": D.init_kwargs, "config": to_dict(cfg), "step": step, "nimg": nimg,
                    "pl_mean": pl_mean.detach().cpu(), "rng": _rng_state(device), "augment": ada.state_dict(),
+                   "lr_scale": lr_scale,
                    "scalers": {k: v.state_dict() for k, v in scalers.items()},
                    "data_metadata": _plain_metadata(dataset)}, run_dir / ckpt.checkpoint_name(nimg))
         ckpt.prune(run_dir, t.keep_checkpoints)
 
-    stop, saved_at = distributed.StopSignals().install(), None
+    stop, saved_at, rollbacks = distributed.StopSignals().install(), None, 0
     try:
         while nimg < total:
             reals, c = _batch(next(batches), device)
@@ -333,6 +343,31 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 for b_ema, b in zip(G_ema.buffers(), G.buffers()):
                     b_ema.copy_(b)
 
+            # Numerical faults, checked where the loop synchronises anyway (log steps) and before every
+            # checkpoint: a non-finite loss or parameter rolls back to the newest checkpoint with the learning
+            # rates times train.rollback_lr_factor, at most train.max_rollbacks times; then the run stops.
+            if (step % t.log_steps == 0 or nimg >= next_snapshot or nimg >= total) and \
+                    not all_finite(sums, (g_params, d_params), world, device):
+                rollbacks += 1
+                found, good = ckpt.latest_valid(run_dir)
+                if good is None or rollbacks > t.max_rollbacks:
+                    raise FloatingPointError(
+                        f"non-finite losses or parameters at step {step} ({nimg / 1000:g} kimg)"
+                        + (f" after {rollbacks - 1} rollbacks" if good is not None else ", before any checkpoint")
+                        + "; lower train.g_lr / train.d_lr, raise train.r1_gamma, or check the data for NaN")
+                lr_scale *= t.rollback_lr_factor
+                pl_mean, step, nimg = restore(good)
+                batches = batches_from(step)
+                saved_at, next_snapshot = nimg, (nimg // snap + 1) * snap
+                next_metrics = (nimg // every + 1) * every
+                sums, counts, t_log, nimg_log = {}, {}, time.time(), nimg
+                if rank == 0:
+                    print(f"warning: non-finite values; rolled back to {found.name} with learning rates x{lr_scale:g}")
+                    with open(run_dir / "stats.jsonl", "a") as f:
+                        f.write(json.dumps({"kimg": nimg / 1000, "step": step, "rollback": rollbacks,
+                                            "lr_scale": lr_scale}) + "\n")
+                continue
+
             # Log: the only host synchronisation, every log_steps steps.
             if rank == 0 and (step % t.log_steps == 0 or nimg >= total):
                 now = time.time()
@@ -374,12 +409,22 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 break
     finally:
         stop.restore()
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
     distributed.cleanup()
     return run_dir
+
+
+def all_finite(sums: dict, param_groups, world: int, device) -> bool:
+    """Whether the accumulated losses and all parameters are finite, on every rank (one host sync)."""
+    values = [v.reshape(1).float() for v in sums.values()]
+    values += [torch.stack([p.detach().float().abs().sum() for p in group]).sum().reshape(1) for group in param_groups]
+    flag = torch.cat(values).isfinite().all().float().reshape(1)
+    if world > 1:
+        distributed.all_reduce_min(flag)
+    return bool(flag.item())
 
 
 def log_metrics(evaluator, G_ema, run_dir: Path, writer, nimg: int, step: int) -> float:

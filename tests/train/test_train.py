@@ -219,3 +219,46 @@ def test_a_signal_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
                   "train.snapshot_kimg=50", resume="auto")
     assert torch.load(resumed / f"checkpoint-{state['nimg'] + 16:09d}.pt", weights_only=True)["step"] == \
         state["step"] + 2
+
+
+def test_a_non_finite_step_rolls_back_with_a_lower_learning_rate(tmp_path, monkeypatch):
+    """One NaN generator loss (step 5) poisons G; the next check rolls back to the step-4 checkpoint with half
+    the learning rates, and the run finishes with finite weights."""
+    import ndgan.train.loop as loop
+
+    calls, real_loss = [], loop.losses.g_nonsaturating
+
+    def flaky(logits):
+        calls.append(1)
+        return real_loss(logits) * (float("nan") if len(calls) == 5 else 1.0)
+
+    monkeypatch.setattr(loop.losses, "g_nonsaturating", flaky)
+    out = run("configs/tiny2d.yaml", tmp_path / "nan", "train.kimg=0.064", "train.snapshot_kimg=0.032",
+              "train.log_steps=1", "train.keep_checkpoints=5")
+    lines = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    (rollback,) = [line for line in lines if "rollback" in line]
+    assert rollback == {"kimg": 0.032, "step": 4, "rollback": 1, "lr_scale": 0.5}
+    final = torch.load(out / "checkpoint-000000064.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for net in ("G", "D", "G_ema") for v in final[net].values())
+    assert final["lr_scale"] == 0.5
+    ratio = 4 / 5  # the lazy-regularisation correction of the G optimiser (pl_interval 4)
+    assert final["G_opt"]["param_groups"][0]["lr"] == pytest.approx(0.0025 * ratio * 0.5)
+
+
+def test_a_run_that_keeps_diverging_stops_with_one_line(tmp_path, monkeypatch, capsys):
+    import ndgan.train.loop as loop
+
+    calls, real_loss = [], loop.losses.g_nonsaturating
+
+    def broken(logits):  # finite for 4 steps, then NaN forever
+        calls.append(1)
+        return real_loss(logits) * (float("nan") if len(calls) > 4 else 1.0)
+
+    monkeypatch.setattr(loop.losses, "g_nonsaturating", broken)
+    code = cli(["configs/tiny2d.yaml", "train.kimg=0.064", "train.snapshot_kimg=0.032", "train.log_steps=1",
+                "train.max_rollbacks=2", "--out", str(tmp_path / "div")])
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error:" in line]  # besides the progress bar's lines
+    assert code == 2 and "Traceback" not in err and "after 2 rollbacks" in line and "lower train.g_lr" in line
+    kept = torch.load(tmp_path / "div" / "checkpoint-000000032.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in kept["G"].values())  # the good checkpoint is untouched
