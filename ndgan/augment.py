@@ -240,14 +240,15 @@ def augment(x: torch.Tensor, p, ops=OPS, periodic: bool = False, flip_axes=None,
         shifts = shifts * chosen()[:, None]
         x = translate(x, shifts, periodic)
     if "scale" in ops or "rotate" in ops:
-        m = torch.eye(nd, device=dev).repeat(n, 1, 1)
+        eye = torch.eye(nd, device=dev)
+        m = eye.repeat(n, 1, 1)
         if "scale" in ops:
             s = torch.where(chosen(), torch.exp2(randn(n) * scale_std), torch.ones(n, device=dev))
             m = m / s[:, None, None]  # sampling at u / s magnifies by s
         if "rotate" in ops:
             r = _random_rotation(n, min(nd, 3), torch.float32, dev, generator)
-            m = torch.where(chosen()[:, None, None], r, torch.eye(nd, device=dev)) @ m
-        geometric = (m - torch.eye(nd, device=dev)).abs().flatten(1).amax(1) > 0  # [N]
+            m = torch.where(chosen()[:, None, None], r, eye) @ m
+        geometric = (m - eye).abs().flatten(1).amax(1) > 0  # [N]
         x = torch.where(geometric.reshape(-1, *[1] * (nd + 1)), affine(x, m), x)
     k = 1 if "color" in ops else c  # per channel, or shared across RGB as ADA does (colour has its own ops)
     if "brightness" in ops:
