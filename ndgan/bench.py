@@ -8,7 +8,6 @@ intervals, and the peak memory (CUDA: max allocated; CPU: max RSS of this proces
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import statistics
@@ -26,7 +25,7 @@ INTERVAL = 16
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ndgan.bench", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m ndgan.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("config")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--device", default=None, help="cpu | cuda (default: the config's train.device)")

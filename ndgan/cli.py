@@ -1,11 +1,21 @@
 """The command-line convention of every ndgan command: bad input (a ValueError, a missing or unwritable file,
-a missing optional package) is one line on stderr and exit code 2; ``--debug`` shows the traceback."""
+a full disk, a missing optional package, a bad flag) is one line on stderr and exit code 2; ``--debug`` shows
+the traceback."""
 
 from __future__ import annotations
 
+import argparse
+import errno
 import sys
 
 USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)  # the last: a run that diverged
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the ndgan convention: a bad flag or value is one line on stderr and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def run(body, debug: bool = False) -> int:
@@ -15,8 +25,26 @@ def run(body, debug: bool = False) -> int:
     except USER_ERRORS as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
+
+
+def one_line(e: BaseException) -> str:
+    """The message of a user error on one line.
+
+    OS errors name their file and, for a full disk, the fix. An error raised in a DataLoader worker arrives
+    wrapped with the worker's traceback: only its last line, the original message, is kept.
+    """
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        text = f"{e.filename}: {e.strerror}"
+        if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            text += "; the disk is full (or a file size limit was hit): free space or choose another --out"
+        return text
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if any(line.startswith("Original Traceback") for line in lines):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if last.startswith(f"{type(e).__name__}: ") else last
+    return " ".join(lines) or type(e).__name__
 
 
 def add_debug_flag(parser) -> None:

@@ -7,6 +7,7 @@ training data's affine (identity only when the data had none, and then the calle
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 import yaml
 
+from .files import atomic_write
 from .nets import Generator
 from .train import checkpoint as ckpt
 from .viz.grid import sample_grid, save_png
@@ -102,17 +104,6 @@ def reference_affine(metadata: dict, nd: int):
     return np.eye(4), "the training data had no affine or spacing: NIfTI files use the identity (1 mm voxels)"
 
 
-def _atomic(path: Path, write):
-    """``write(tmp)`` then rename to ``path``; the temporary name keeps the suffix writers read the format from."""
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=False) -> list:
     """Write samples ``x`` ([N, C, *S] in [-1, 1]) in ``fmt`` to folder ``out``; returns (paths, notes)."""
     if fmt not in FORMATS:
@@ -134,14 +125,16 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
     out.mkdir(parents=True, exist_ok=True)  # only once the request is known to be valid
     physical = to_physical(x, meta)
     if fmt == "png":
-        _atomic(targets[0], lambda p: save_png(sample_grid(x), p))
+        atomic_write(targets[0], lambda p: save_png(sample_grid(x), p))
     elif fmt == "npy":
-        _atomic(targets[0], lambda p: np.save(p, physical))
+        atomic_write(targets[0], lambda p: np.save(p, physical))
     elif fmt == "h5":
         import h5py
 
         def write(p):
-            with h5py.File(p, "w") as h5:
+            # Built in memory, then written by Python: h5py can crash the interpreter when a disk write fails.
+            buffer = io.BytesIO()
+            with h5py.File(buffer, "w") as h5:
                 ds = h5.create_dataset("data", data=physical, compression="gzip", compression_opts=1)
                 ds.attrs["seeds"] = np.array(seeds)
                 ds.attrs["truncation_psi"] = float(truncation_psi)
@@ -150,8 +143,9 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
                 for key in ("channel_names", "units", "spacing", "value_range", "channel_value_ranges", "affine"):
                     if meta.get(key) is not None:
                         ds.attrs[key] = meta[key]
+            Path(p).write_bytes(buffer.getvalue())
 
-        _atomic(targets[0], write)
+        atomic_write(targets[0], write)
     else:
         import nibabel as nib
 
@@ -219,3 +213,4 @@ def interpolation_frames(G, seed_a, seed_b, frames=16, truncation_psi=1.0) -> li
     t = torch.linspace(0, 1, frames, device=ws.device).reshape(-1, 1, 1)
     path = ws[0:1].lerp(ws[1:2], t)  # [frames, num_ws, w_dim]
     return [_panel(x) for x in G.synthesis(path, noise_mode="const").float().cpu()]
+

@@ -9,15 +9,17 @@ NumPy array, or a PNG grid (2D images, 3D mid-slices per channel). Errors: one l
 
 from __future__ import annotations
 
-import argparse
+import math
 import sys
+from pathlib import Path
 
 from . import cli
+from .files import atomic_write
 from .export import FORMATS, export, generate, interpolation_frames, load_generator, parse_seeds, style_mixing_grid
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ndgan.generate", description=__doc__.split("\n\n")[1].strip())
+    p = cli.ArgumentParser(prog="python -m ndgan.generate", description=__doc__.split("\n\n")[1].strip())
     p.add_argument("source", metavar="RUN_OR_CKPT", help="checkpoint file or run folder")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--n", type=int, default=16, help="number of samples (seeds 0..n-1) unless --seeds is given")
@@ -40,6 +42,10 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     if args.n < 1 or args.batch < 1:
         raise ValueError("--n and --batch: expected positive numbers")
+    if not math.isfinite(args.truncation):
+        raise ValueError(f"--truncation: expected a finite number (1: no truncation), got {args.truncation}")
+    if args.frames < 2:
+        raise ValueError(f"--frames: expected at least 2 frames, got {args.frames}")
     seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
     G = load_generator(args.source, args.device)
     if G.c_dim:
@@ -58,31 +64,29 @@ def _run(args) -> int:
 
 def _figures(G, args, seeds) -> int:
     """Style-mixing grid and/or interpolation GIF (instead of the per-sample export)."""
-    from pathlib import Path
-
     from PIL import Image
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    if args.style_mixing:
-        layers = parse_seeds(args.mix_layers) if args.mix_layers else None
-        target = out / "style_mixing.png"
-        if target.exists() and not args.overwrite:
-            raise FileExistsError(f"{target}: already exists; pass --overwrite or choose another --out")
-        grid = style_mixing_grid(G, seeds, parse_seeds(args.style_mixing), layers, args.truncation)
-        Image.fromarray(grid).save(target)
-        written.append(target)
-    if args.interpolate:
-        ends = parse_seeds(args.interpolate)
-        if len(ends) != 2:
-            raise ValueError(f"--interpolate: expected two seeds A,B, got {args.interpolate!r}")
-        target = out / "interpolation.gif"
-        if target.exists() and not args.overwrite:
-            raise FileExistsError(f"{target}: already exists; pass --overwrite or choose another --out")
+    targets = ([out / "style_mixing.png"] if args.style_mixing else []) + \
+              ([out / "interpolation.gif"] if args.interpolate else [])
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
+    layers = parse_seeds(args.mix_layers) if args.mix_layers else None
+    cols = parse_seeds(args.style_mixing) if args.style_mixing else None
+    ends = parse_seeds(args.interpolate) if args.interpolate else None
+    if ends is not None and len(ends) != 2:
+        raise ValueError(f"--interpolate: expected two seeds A,B, got {args.interpolate!r}")
+    pictures = []  # (target, write(path)): everything computed before anything is written
+    if cols is not None:
+        grid = Image.fromarray(style_mixing_grid(G, seeds, cols, layers, args.truncation))
+        pictures.append((out / "style_mixing.png", lambda p: grid.save(p)))
+    if ends is not None:
         frames = [Image.fromarray(f) for f in interpolation_frames(G, ends[0], ends[1], args.frames, args.truncation)]
-        frames[0].save(target, save_all=True, append_images=frames[1:], duration=100, loop=0)
-        written.append(target)
+        pictures.append((out / "interpolation.gif",
+                         lambda p: frames[0].save(p, save_all=True, append_images=frames[1:], duration=100, loop=0)))
+    out.mkdir(parents=True, exist_ok=True)
+    written = [atomic_write(target, write) for target, write in pictures]
     print("wrote " + ", ".join(map(str, written)))
     return 0
 

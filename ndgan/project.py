@@ -14,7 +14,6 @@ physical units) and report.json (pixel MSE, PSNR, feature distance, steps). Erro
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -211,7 +210,7 @@ def _write_results(out, G, target, ws, recon, report):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ndgan.project", description=__doc__.split("\n\n")[1].strip())
+    p = cli.ArgumentParser(prog="python -m ndgan.project", description=__doc__.split("\n\n")[1].strip())
     p.add_argument("source", metavar="RUN_OR_CKPT")
     p.add_argument("target")
     p.add_argument("--out", required=True)

@@ -9,7 +9,6 @@ exit code 2.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -74,7 +73,7 @@ def read_volume(path, index=0, channel=0):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ndgan.render", description=__doc__.split("\n\n")[1].strip())
+    p = cli.ArgumentParser(prog="python -m ndgan.render", description=__doc__.split("\n\n")[1].strip())
     p.add_argument("file")
     p.add_argument("--out", required=True, help="output PNG")
     p.add_argument("--mode", default="volume", choices=MODES)

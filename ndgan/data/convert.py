@@ -11,7 +11,6 @@ Unreadable files are skipped and reported; the output is written to a temporary 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
@@ -19,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from .. import cli
+from ..files import check_free_space
 
 
 def _write(out, arrays, meta, extra=None):
     import h5py
 
+    check_free_space(out, sum(a.nbytes for a in arrays), f"{len(arrays)} samples")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as h5:
@@ -118,7 +119,7 @@ def _has_nifti(path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m ndgan.data.convert", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m ndgan.data.convert", description=__doc__.split("\n\n")[0])
     p.add_argument("src", help="image folder or .zip, NIfTI folder / glob / CSV, or .npy stack")
     p.add_argument("--out", required=True, help="output .h5 file")
     p.add_argument("--shape", type=int, nargs="+", help="target shape: H W for images, D H W for NIfTI")

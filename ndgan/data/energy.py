@@ -31,7 +31,6 @@ so the cap changes no unclipped value and lets the transforms run in float32.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import torch
 from .. import cli
+from ..files import check_free_space
 
 EPSILON_K = 115.0  # probe-O well depth, eps / k_B in kelvin
 SIGMA_A = 3.47  # probe-O size, Angstrom
@@ -134,6 +134,7 @@ def write_hdf5(path, n: int, size: int = 32, seed: int = 0, overwrite: bool = Fa
         raise FileExistsError(f"{path}: already exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: output folder does not exist")
+    check_free_space(path, n * 2 * size**3 * 4, f"{n} energy grids of {size}^3")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as h5:
@@ -188,7 +189,7 @@ def ensure(path, n: int = 7000, size: int = 32, seed: int = 0) -> Path:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m ndgan.data.energy", description=__doc__.split("\n\n")[0],
+    p = cli.ArgumentParser(prog="python -m ndgan.data.energy", description=__doc__.split("\n\n")[0],
                                 epilog="Writes an HDF5 file with dataset 'data' [N, 2, S, S, S] in [-1, 1], "
                                        "'cell_edge' and 'pore_radius' [N] in Angstrom, and the mapping as attributes.")
     p.add_argument("--n", type=int, default=7000, help="number of samples (default 7000, as in the source documents)")

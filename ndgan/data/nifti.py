@@ -21,6 +21,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ..files import check_free_space
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -189,6 +191,8 @@ def cache_hdf5(dataset: NiftiDataset, out, overwrite=False):
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out}: already exists; pass overwrite=True to replace it")
+    check_free_space(out, len(dataset) * dataset.channels * int(np.prod(dataset.shape)) * 4,
+                     f"the cache of {len(dataset)} subjects")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as h5:

@@ -22,7 +22,7 @@ from .settings import METRICS, check_names, json_safe
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ndgan.metrics", description=__doc__.split("\n\n")[1].strip(),
+    p = cli.ArgumentParser(prog="python -m ndgan.metrics", description=__doc__.split("\n\n")[1].strip(),
                                 epilog="Metrics: " + "; ".join(f"{k}: {v}" for k, v in METRICS.items()),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="RUN_OR_CKPT", help="checkpoint file or run folder")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from .. import cli
@@ -11,7 +10,7 @@ from .config import load_config
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m ndgan.train",
         description="Train a StyleGAN2 generator on images or volumes.",
         epilog="Overrides are dotted config keys with YAML values, e.g. train.kimg=50 train.batch=16 "

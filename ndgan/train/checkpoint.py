@@ -3,13 +3,14 @@ atomically and loaded with ``torch.load(weights_only=True)``: loading one never 
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import warnings
 from pathlib import Path
 
 import torch
+
+from ..files import atomic_write
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
@@ -21,18 +22,11 @@ def checkpoint_name(nimg: int) -> str:
 
 def save(state: dict, path) -> Path:
     """Write ``state`` to ``path`` through a temporary file, fsync and rename: never a partial file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a Python file object: a failed write surfaces as the OSError it is
             torch.save(dict(state, format_version=FORMAT_VERSION), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return atomic_write(path, write, sync=True)
 
 
 def load_plain(path, what: str, map_location="cpu"):

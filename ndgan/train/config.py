@@ -222,9 +222,11 @@ def load_config(path=None, overrides=()) -> Config:
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if raw is None:  # an empty or truncated file would silently train the defaults
+            raise ConfigError(f"{path}: the file is empty; start from one of the presets in configs/")
     try:
         cfg = _build(Config, apply_overrides(raw, overrides), "")
     except ConfigError as e:
@@ -258,6 +260,14 @@ def validate(cfg: Config) -> Config:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    from ..data import SOURCE_NAMES
+
+    if d.source not in SOURCE_NAMES:
+        close = difflib.get_close_matches(d.source, SOURCE_NAMES, n=1)
+        raise ConfigError(f"data.source: unknown source {d.source!r}; expected one of {SOURCE_NAMES}"
+                          + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if d.path is None and d.source not in ("procedural", "energy"):
+        raise ConfigError(f"data.path: the {d.source} source needs a path; set data.path=...")
     if t.max_rollbacks < 0 or not 0 < t.rollback_lr_factor <= 1:
         raise ConfigError("train.max_rollbacks must be >= 0 and train.rollback_lr_factor in (0, 1]")
     if t.metrics_kimg is not None and t.metrics_kimg <= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import time
 from contextlib import nullcontext
@@ -21,6 +22,7 @@ import yaml
 from .. import losses
 from ..augment import AdaptiveP, augment, default_ops
 from ..data import open_dataset
+from ..files import atomic_write
 from ..data.loader import make_loader
 from ..nets import Discriminator, Generator
 from ..viz.grid import sample_grid, save_png
@@ -43,11 +45,20 @@ def source_options(data) -> dict:
 
 
 def build_networks(cfg: Config, c_dim: int):
+    """G and D for ``cfg``; a constructor's complaint about an argument becomes a ConfigError naming its key."""
     nd, d = len(cfg.data.shape), cfg.data
     padding_mode = "circular" if d.periodic else "zeros"
-    G = Generator(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode, **vars(cfg.G))
-    D = Discriminator(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode, **vars(cfg.D))
-    return G, D
+    nets = []
+    for section, cls in (("G", Generator), ("D", Discriminator)):
+        kwargs = vars(getattr(cfg, section))
+        try:
+            nets.append(cls(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode, **kwargs))
+        except ValueError as e:
+            name, _, rest = str(e).partition(": ")
+            key = {"shape": "data.shape", "channels": "data.channels"}.get(name)
+            key = key or (f"{section}.{name}" if name in kwargs else name)
+            raise ConfigError(f"{key}: {rest}") from None
+    return tuple(nets)
 
 
 def lazy_adam(params, lr, betas, interval):
@@ -114,7 +125,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(run_dir)  # the folder itself is made once everything has been checked: no partial runs
 
     # Resume: the newest valid checkpoint of the run folder, or a given file.
     state = None
@@ -136,10 +147,6 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                                   f"may change when resuming")
         if state["nimg"] >= int(round(t.kimg * 1000)) and rank == 0:
             print(f"nothing to do: the checkpoint is at {state['nimg'] / 1000:g} kimg, train.kimg={t.kimg:g}")
-    if rank == 0:
-        tmp = run_dir / ".config.yaml.tmp"
-        tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        tmp.replace(run_dir / "config.yaml")
     torch.manual_seed(t.seed * 1_000_003 + rank)
 
     # Data and networks.
@@ -153,6 +160,9 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
         raise ConfigError(f"data.shape / data.channels: the {cfg.data.source} data gives samples of "
                           f"{tuple(sample.shape)}, the config says {(cfg.data.channels, *cfg.data.shape)}")
+    if len(dataset) < t.batch:
+        raise ConfigError(f"train.batch: {t.batch} is larger than the dataset ({len(dataset)} samples at "
+                          f"{cfg.data.path or cfg.data.source}); use a smaller batch or more data")
     c_dim = first[1].numel() if isinstance(first, (list, tuple)) else 0
     G, D = build_networks(cfg, c_dim)
     G, D = G.to(device).train(), D.to(device).train()
@@ -238,6 +248,13 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         evaluator = Evaluator(t.metrics, dataset, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
     every = max(int(round((t.metrics_kimg or t.snapshot_kimg) * 1000)), 1)
     next_metrics = (nimg // every + 1) * every
+    if rank == 0:  # everything checked: the run folder and its resolved config
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob(".tmp-*"):  # half-written files of a run that was killed (SIGKILL, power cut)
+            print(f"removing {stale.name}: a file a killed run did not finish writing")
+            stale.unlink()
+        resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        atomic_write(run_dir / "config.yaml", lambda p: Path(p).write_text(resolved))
     writer = _tensorboard(run_dir) if rank == 0 else None
     bar = _progress(total, nimg) if rank == 0 else None
     sums, counts, t_log, nimg_log = {}, {}, time.time(), nimg
@@ -255,7 +272,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             images = torch.cat([G_ema(z, None if grid_c is None else grid_c[i: i + 8], noise_mode="const")
                                 for i, z in zip(range(0, t.grid_size, 8), grid_z.split(8))])
         grid = sample_grid(images.cpu())
-        save_png(grid, run_dir / f"samples-{nimg:09d}.png")
+        atomic_write(run_dir / f"samples-{nimg:09d}.png", lambda p: save_png(grid, p))
         if images.ndim == 5:  # 3D: a volume render of the first sample's first channel, if pyvista is there
             try:
                 from ..viz.render import render
@@ -263,8 +280,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 render = None
             if render is not None:
                 units = getattr(dataset, "metadata", {}).get("units")
-                save_png(render(images[0, 0].float().cpu().numpy(), units=units, window_size=(384, 384)),
-                         run_dir / f"render-{nimg:09d}.png")
+                picture = render(images[0, 0].float().cpu().numpy(), units=units, window_size=(384, 384))
+                atomic_write(run_dir / f"render-{nimg:09d}.png", lambda p: save_png(picture, p))
         if writer is not None:
             writer.add_image("samples", grid, nimg, dataformats="HWC" if grid.ndim == 3 else "HW")
         ckpt.save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(),
@@ -442,6 +459,17 @@ def log_metrics(evaluator, G_ema, run_dir: Path, writer, nimg: int, step: int) -
         for key, value in results.items():
             writer.add_scalar(f"metrics/{key}", value, nimg)
     return seconds
+
+
+def check_writable(folder: Path) -> None:
+    """Raise an OSError naming ``folder`` if it cannot be created or written to (checked without creating it)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--out {folder}: {existing} is a file, not a folder; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {folder}: {existing} is not writable; choose another --out")
 
 
 def _exists(path) -> bool:

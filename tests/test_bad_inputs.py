@@ -1,0 +1,376 @@
+"""The bad-input catalogue: malformed configs, images, HDF5 and NIfTI files, checkpoints and command-line
+arguments, each handed to the command a user would type.
+
+Every case must give exit code 2 and exactly one line on stderr that starts with ``error:`` and names the
+problem, with no traceback; and the folder the case works in must be byte-for-byte what it was before (nothing
+partial left behind, no checkpoint overwritten). The full-disk cases run in a subprocess under a real file-size
+limit (``RLIMIT_FSIZE``), so the writes fail in the kernel exactly as on a full disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ndgan.data.convert import main as convert_cli
+from ndgan.files import check_free_space
+from ndgan.generate import main as generate_cli
+from ndgan.metrics.__main__ import main as metrics_cli
+from ndgan.project import main as project_cli
+from ndgan.render import main as render_cli
+from ndgan.train import load_config, train
+from ndgan.train.__main__ import main as train_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY2D, TINY3D = str(ROOT / "configs/tiny2d.yaml"), str(ROOT / "configs/tiny3d.yaml")
+SMALL = ["G.z_dim=16", "G.w_dim=16", "G.mapping_layers=1", "G.channel_base=64", "G.channel_max=8",
+         "D.channel_base=64", "D.channel_max=8", "train.batch=4", "train.kimg=0.004", "train.snapshot_kimg=0.004"]
+COMMANDS = {"train": train_cli, "generate": generate_cli, "render": render_cli, "metrics": metrics_cli,
+            "convert": convert_cli, "project": project_cli}
+
+
+@pytest.fixture(scope="module")
+def good_checkpoint(tmp_path_factory):
+    """A real one-step tiny2d run's checkpoint (copied into each case's folder, which is then watched)."""
+    out = train(load_config(TINY2D, SMALL), tmp_path_factory.mktemp("good") / "run")
+    return next(out.glob("checkpoint-*.pt"))
+
+
+def _h5(path, data, **attrs):
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("data", data=data)
+        ds.attrs.update(attrs)
+    return str(path)
+
+
+def _nii(path, data):
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.diag([1.5, 1.5, 2.0, 1.0])), path)
+    return path
+
+
+def _volume_h5(tmp, channels=2, shape=(16, 16, 16), n=4):
+    return _h5(tmp / "v.h5", np.random.default_rng(0).uniform(-1, 1, (n, channels, *shape)).astype(np.float32))
+
+
+def _run_with(tmp, checkpoint):
+    (tmp / "run").mkdir()
+    return str(shutil.copy(checkpoint, tmp / "run" / checkpoint.name))
+
+
+def _png_folder(tmp, n=8, size=(32, 32)):
+    folder = tmp / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def _train(*overrides, config=TINY2D):
+    return lambda tmp, ck: [config, *overrides, "--out", str(tmp / "run")]
+
+
+# (id, command, setup(tmp, good_checkpoint) -> argv, words the error line must contain)
+CASES = [
+    # Configs: typos, wrong types, zero and negative sizes, impossible shapes, broken YAML.
+    ("config-key-typo", "train", _train("train.kimgs=1"), ["train.kimgs", "did you mean 'kimg'"]),
+    ("config-section-typo", "train", _train("trian.kimg=1"), ["trian", "did you mean 'train'"]),
+    ("config-wrong-type", "train", _train("train.batch=eight"), ["train.batch", "int"]),
+    ("config-zero-batch", "train", _train("train.batch=0"), ["train.batch"]),
+    ("config-negative-kimg", "train", _train("train.kimg=-1"), ["train.kimg"]),
+    ("config-zero-shape", "train", _train("data.shape=[0,32]"), ["data.shape"]),
+    ("config-too-small-shape", "train", _train("data.shape=[2,2]"), ["data.shape"]),
+    ("config-rank-4", "train", _train("data.shape=[8,8,8,8]"), ["data.shape"]),
+    ("config-unknown-source", "train", _train("data.source=hdf"), ["data.source", "did you mean 'hdf5'"]),
+    ("config-unknown-option", "train", _train("data.options={lenght: 4}"), ["lenght", "did you mean 'length'"]),
+    ("config-bad-precision", "train", _train("train.precision=fp16"), ["train.precision"]),
+    ("config-override-without-equals", "train", _train("train.kimg"), ["train.kimg", "KEY=VALUE"]),
+    ("config-missing-file", "train", lambda tmp, ck: [str(tmp / "nope.yaml")], ["nope.yaml"]),
+    ("config-empty-file", "train", lambda tmp, ck: [_write(tmp / "empty.yaml", "")], ["empty.yaml"]),
+    ("config-yaml-syntax", "train", lambda tmp, ck: [_write(tmp / "bad.yaml", "data: {shape: [32, 32\n")],
+     ["bad.yaml"]),
+    ("config-not-a-mapping", "train", lambda tmp, ck: [_write(tmp / "list.yaml", "- 1\n- 2\n")], ["list.yaml"]),
+    # Images.
+    ("images-empty-folder", "train", lambda tmp, ck: [TINY2D, "data.source=images", "data.options={}", f"data.path={_mkdir(tmp / 'e')}",
+                                                      "--out", str(tmp / "run")], ["no", "images found"]),
+    ("images-corrupt-png", "train", lambda tmp, ck: [TINY2D, "data.source=images", "data.options={}",
+                                                     f"data.path={_corrupt_png(_png_folder(tmp))}",
+                                                     "--out", str(tmp / "run")], ["bad.png", "unreadable"]),
+    ("images-fewer-than-a-batch", "train", lambda tmp, ck: [TINY2D, "data.source=images", "data.options={}",
+                                                            f"data.path={_png_folder(tmp, n=3)}",
+                                                            "--out", str(tmp / "run")], ["train.batch", "3 samples"]),
+    ("images-all-unreadable", "convert", lambda tmp, ck: [_only_corrupt(tmp), "--out", str(tmp / "o.h5")],
+     ["no usable images"]),
+    ("images-not-a-zip", "train", lambda tmp, ck: [TINY2D, "data.source=images", "data.options={}",
+                                                   f"data.path={_write(tmp / 'faces.zip', 'not a zip')}",
+                                                   "--out", str(tmp / "run")], ["faces.zip", "zip"]),
+    ("images-a-single-file", "train", lambda tmp, ck: [TINY2D, "data.source=images", "data.options={}",
+                                                       f"data.path={_png_folder(tmp) / '0.png'}",
+                                                       "--out", str(tmp / "run")], ["0.png", "folder or a .zip"]),
+    # HDF5.
+    ("hdf5-empty-file", "train", lambda tmp, ck: _train_on(tmp, _write(tmp / "e.h5", "")), ["e.h5", "HDF5"]),
+    ("hdf5-truncated", "train", lambda tmp, ck: _train_on(tmp, _truncate(_volume_h5(tmp), 0.5)), ["v.h5"]),
+    ("hdf5-missing-key", "train", lambda tmp, ck: _train_on(tmp, _other_key(tmp)), ["no dataset 'data'", "grids"]),
+    ("hdf5-zero-samples", "train", lambda tmp, ck: _train_on(tmp, _h5(tmp / "z.h5", np.zeros((0, 2, 16, 16, 16)))),
+     ["empty"]),
+    ("hdf5-nan", "train", lambda tmp, ck: _train_on(tmp, _with_nan(tmp)), ["[0]", "NaN"]),
+    ("hdf5-channel-mismatch", "train", lambda tmp, ck: _train_on(tmp, _volume_h5(tmp, channels=3)),
+     ["3 channels", "expected 2"]),
+    ("hdf5-wrong-rank", "train", lambda tmp, ck: _train_on(tmp, _h5(tmp / "r.h5", np.zeros((4, 2, 16, 16)))),
+     ["(2, 16, 16)", "(2, 16, 16, 16)"]),
+    ("hdf5-strings", "train", lambda tmp, ck: _train_on(tmp, _h5(tmp / "s.h5", np.array([b"a", b"b"]))),
+     ["dtype"]),
+    # NIfTI.
+    ("nifti-corrupt", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: _write(d / "s0.nii.gz", "not gz")),
+     ["s0.nii.gz"]),
+    ("nifti-nan", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", _nan_volume())),
+     ["s0.nii.gz", "NaN"]),
+    ("nifti-2d-image", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", np.ones((9, 9)))),
+     ["s0.nii.gz"]),
+    ("nifti-empty-folder", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: None), ["NIfTI"]),
+    # Checkpoints.
+    ("checkpoint-truncated-resume", "train", lambda tmp, ck: [TINY2D, *SMALL, "train.kimg=0.008", "--out",
+                                                               str(tmp / "run"), "--resume",
+                                                               _truncate(_run_with(tmp, ck), 0.5)],
+     ["checkpoint-", "not a loadable ndgan checkpoint"]),
+    ("checkpoint-changed-network-resume", "train", lambda tmp, ck: [TINY2D, *SMALL, "G.w_dim=32", "train.kimg=0.008",
+                                                                     "--out", str(tmp / "run"), "--resume",
+                                                                     _run_with(tmp, ck)], ["'G' section differs"]),
+    ("checkpoint-empty", "generate", lambda tmp, ck: [_write(tmp / "empty.pt", ""), "--out", str(tmp / "o")],
+     ["empty.pt", "not"]),
+    ("checkpoint-not-a-dict", "generate", lambda tmp, ck: [_save(tmp / "t.pt", torch.zeros(3)), "--out", str(tmp / "o")],
+     ["t.pt", "Tensor"]),
+    ("checkpoint-future-format", "generate", lambda tmp, ck: [_save(tmp / "f.pt", {"format_version": 99}),
+                                                              "--out", str(tmp / "o")], ["f.pt", "format 99"]),
+    ("checkpoint-pickle-payload", "generate", lambda tmp, ck: [_payload(tmp), "--out", str(tmp / "o")],
+     ["refused", "system"]),
+    ("checkpoint-truncated-metrics", "metrics", lambda tmp, ck: [_truncate(_run_with(tmp, ck), 0.3),
+                                                                 "--metrics", "hist"], ["not a loadable"]),
+    ("checkpoint-empty-run-folder", "generate", lambda tmp, ck: [_mkdir(tmp / "run"), "--out", str(tmp / "o")],
+     ["run", "checkpoint"]),
+    # Command-line arguments.
+    ("cli-unknown-flag", "train", lambda tmp, ck: [TINY2D, "--reusme", "auto"], ["--reusme"]),
+    ("cli-not-a-number", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--n", "abc", "--out", str(tmp / "o")],
+     ["--n", "abc"]),
+    ("cli-zero-samples", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--n", "0", "--out", str(tmp / "o")],
+     ["--n"]),
+    ("cli-negative-batch", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--batch", "-2", "--out", str(tmp / "o")],
+     ["--batch"]),
+    ("cli-bad-seeds", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--seeds", "3-x", "--out", str(tmp / "o")],
+     ["--seeds", "3-x"]),
+    ("cli-nan-truncation", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--truncation", "nan", "--out",
+                                                        str(tmp / "o")], ["--truncation"]),
+    ("cli-format-for-wrong-rank", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--format", "nii.gz", "--out",
+                                                               str(tmp / "o")], ["nii.gz", "3D"]),
+    ("cli-render-missing-channel", "render", lambda tmp, ck: [_volume_h5(tmp), "--channel", "5", "--out",
+                                                              str(tmp / "r.png")], ["--channel", "5"]),
+    ("cli-render-nan-volume", "render", lambda tmp, ck: [_with_nan(tmp), "--out", str(tmp / "r.png")], ["NaN"]),
+    ("cli-convert-empty-npy", "convert", lambda tmp, ck: [_npy(tmp / "e.npy", np.zeros((0, 1, 8, 8))), "--out",
+                                                          str(tmp / "o.h5")], ["e.npy"]),
+    ("cli-project-wrong-shape", "project", lambda tmp, ck: [_run_with(tmp, ck), _npy(tmp / "t.npy", np.zeros((3, 9, 9))),
+                                                            "--out", str(tmp / "p")], ["t.npy", "shape"]),
+    # Output folders that cannot be written.
+    ("out-under-a-file", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", str(Path(_write(tmp / "f", "x")) / "run")],
+     ["--out", "is a file"]),
+    ("out-generate-under-a-file", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--out",
+                                                               str(Path(_write(tmp / "f", "x")) / "o")], ["f"]),
+    ("out-proc", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", "/proc/ndgan-run"], ["/proc"]),
+]
+
+
+def _write(path, text):
+    Path(path).write_text(text)
+    return str(path)
+
+
+def _mkdir(path):
+    Path(path).mkdir()
+    return str(path)
+
+
+def _save(path, obj):
+    torch.save(obj, path)
+    return str(path)
+
+
+def _npy(path, array):
+    np.save(path, array)
+    return str(path)
+
+
+def _truncate(path, fraction):
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: int(len(data) * fraction)])
+    return str(path)
+
+
+def _corrupt_png(folder):
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(200))
+    return folder
+
+
+def _only_corrupt(tmp):
+    folder = _mkdir(tmp / "broken")
+    for i in range(3):
+        Path(folder, f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(100))
+    return folder
+
+
+def _other_key(tmp):
+    with h5py.File(tmp / "k.h5", "w") as f:
+        f.create_dataset("grids", data=np.zeros((4, 2, 16, 16, 16), np.float32))
+    return str(tmp / "k.h5")
+
+
+def _with_nan(tmp):
+    data = np.random.default_rng(0).uniform(-1, 1, (4, 2, 16, 16, 16)).astype(np.float32)
+    data[0, 0, 3, 4, 5] = np.nan
+    return _h5(tmp / "nan.h5", data)
+
+
+def _nan_volume():
+    v = np.random.default_rng(0).random((10, 12, 9))
+    v[2, 3, 4] = np.nan
+    return v
+
+
+def _train_on(tmp, h5_path):
+    return [TINY3D, "data.source=hdf5", "data.options={}", f"data.path={h5_path}", "data.workers=0", "--out", str(tmp / "run")]
+
+
+def _train_on_nifti(tmp, make):
+    folder = tmp / "nifti"
+    folder.mkdir()
+    make(folder)
+    if any(folder.iterdir()):
+        _nii(folder / "s1.nii.gz", np.random.default_rng(1).random((10, 12, 9)))
+    return [TINY3D, "data.source=nifti", "data.options={}", f"data.path={folder}", "data.channels=1", "data.periodic=false",
+            "data.workers=0", "--out", str(tmp / "run")]
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _payload(tmp):
+    return _save(tmp / "evil.pt", {"format_version": 1, "G_ema": _Payload(tmp.parent / f"{tmp.name}-payload-ran")})
+
+
+def _tree(root: Path) -> dict:
+    """Every path under ``root`` with its bytes' hash (folders: None)."""
+    return {str(p.relative_to(root)): None if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
+
+
+def test_the_catalogue_is_long_and_covers_every_kind_of_input():
+    kinds = {name.split("-")[0] for name, *_ in CASES}
+    assert len(CASES) >= 25 and kinds >= {"config", "images", "hdf5", "nifti", "checkpoint", "cli", "out"}
+    assert len({name for name, *_ in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("command, setup, words", [pytest.param(*c[1:], id=c[0]) for c in CASES])
+def test_bad_input_is_one_line_and_exit_2_with_nothing_left_behind(command, setup, words, tmp_path, capsys,
+                                                                   monkeypatch, good_checkpoint):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)  # anything written to a default location would land here and be seen
+    argv = setup(work, good_checkpoint)
+    before = _tree(work)
+    capsys.readouterr()
+    try:
+        code = COMMANDS[command](argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in err, f"{word!r} not in {err!r}"
+    assert _tree(work) == before, "files were created, changed or removed"
+    assert not (tmp_path / "work-payload-ran").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    args = [sys.executable, "-m", "ndgan.train", TINY2D, "train.kimgs=1", "--out", str(tmp_path / "run")]
+    quiet = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    loud = subprocess.run(args + ["--debug"], capture_output=True, text=True, cwd=ROOT)
+    assert quiet.returncode == 2 and quiet.stderr.count("\n") == 1 and "Traceback" not in quiet.stderr
+    assert loud.returncode != 0 and "Traceback (most recent call last)" in loud.stderr and "train.kimgs" in loud.stderr
+
+
+def _limited(args, limit_bytes, cwd):
+    """Run ``python -m ARGS`` with writes beyond ``limit_bytes`` per file failing in the kernel (EFBIG), as a full
+    disk would fail them (ENOSPC); SIGXFSZ is ignored so the write returns the error instead of killing."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          preexec_fn=limit)
+
+
+def test_full_disk_while_generating_leaves_no_partial_file(good_checkpoint, tmp_path):
+    (tmp_path / "o").mkdir()
+    before = _tree(tmp_path)
+    proc = _limited(["ndgan.generate", str(good_checkpoint), "--n", "64", "--format", "h5", "--out",
+                     str(tmp_path / "o")], 4096, tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "the disk is full" in proc.stderr and "--out" in proc.stderr
+    assert _tree(tmp_path) == before
+
+
+def test_full_disk_at_a_checkpoint_keeps_the_previous_one(good_checkpoint, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    old = shutil.copy(good_checkpoint, run / good_checkpoint.name)
+    digest = hashlib.sha256(Path(old).read_bytes()).hexdigest()
+    size = Path(old).stat().st_size
+    proc = _limited(["ndgan.train", TINY2D, *SMALL, "train.kimg=0.008", "--out", str(run), "--resume", "auto"],
+                    size // 2, tmp_path)
+    last = proc.stderr.strip().splitlines()[-1]  # above it: the progress bar
+    assert proc.returncode == 2 and proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert last.startswith("error: ") and "checkpoint-000000008.pt" in last and "the disk is full" in last
+    assert hashlib.sha256(Path(old).read_bytes()).hexdigest() == digest
+    names = sorted(p.name for p in run.iterdir())
+    assert [n for n in names if n.endswith(".pt")] == [good_checkpoint.name]  # no new or partial checkpoint
+    assert not [n for n in names if "tmp" in n]
+
+
+def test_bad_sample_found_by_a_loader_worker_is_one_line(tmp_path, capsys):
+    """A NaN met mid-run inside a DataLoader worker arrives wrapped in the worker's traceback: the user still
+    gets one line naming the file and sample, and no checkpoint is written."""
+    data = np.random.default_rng(0).uniform(-1, 1, (8, 2, 16, 16, 16)).astype(np.float32)
+    data[5, 1, 0, 0, 0] = np.inf
+    path = _h5(tmp_path / "late.h5", data)
+    argv = [TINY3D, "data.source=hdf5", "data.options={}", f"data.path={path}", "data.workers=2",
+            "--out", str(tmp_path / "run")]
+    assert train_cli(argv) == 2
+    err = capsys.readouterr().err  # the progress bar, then the error
+    assert err.count("error:") == 1 and "Traceback" not in err, err
+    assert err.splitlines()[-1] == f"error: {path}[data][5]: contains NaN or Inf"
+    assert not list((tmp_path / "run").glob("checkpoint-*"))
+
+
+def test_free_space_is_checked_before_a_large_dataset_write(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    check_free_space(tmp_path / "small.h5", 1, "one byte")
+    with pytest.raises(OSError, match=r"big.h5: 4 grids needs about .* GiB, the disk has .* GiB free"):
+        check_free_space(tmp_path / "sub" / "big.h5", free + 2**30, "4 grids")
