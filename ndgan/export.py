@@ -8,13 +8,16 @@ training data's affine (identity only when the data had none, and then the calle
 from __future__ import annotations
 
 import io
+import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
+from . import cli
 from .files import atomic_write
 from .nets import Generator
 from .train import checkpoint as ckpt
@@ -24,7 +27,8 @@ FORMATS = ("png", "nii.gz", "h5", "npy")
 
 
 def load_generator(path, device="cpu") -> Generator:
-    """The EMA generator of a checkpoint file or of a run folder's newest valid checkpoint, in eval mode.
+    """The EMA generator of a checkpoint file, a run folder's newest valid checkpoint or a ``.safetensors``
+    export, in eval mode.
 
     Loads with ``weights_only=True`` (never unpickles code). The returned module carries ``metadata`` (the
     training data's), ``config`` (the resolved training config) and ``kimg``.
@@ -32,7 +36,9 @@ def load_generator(path, device="cpu") -> Generator:
     path = Path(path)
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device: {device} requested, but this machine has no CUDA device; use cpu")
-    if path.is_dir():
+    if path.suffix == ".safetensors" and path.is_file():
+        state = _read_safetensors(path)
+    elif path.is_dir():
         found, state = ckpt.latest_valid(path)
         if found is None:
             raise FileNotFoundError(f"{path}: no valid checkpoint in this run folder")
@@ -51,6 +57,50 @@ def load_generator(path, device="cpu") -> Generator:
     G.config = state.get("config", {})
     G.kimg = state.get("nimg", 0) / 1000
     return G
+
+
+SAFETENSORS_FORMAT = "ndgan-generator-1"
+
+
+def save_safetensors(G: Generator, out, overwrite: bool = False) -> Path:
+    """Write the generator ``G`` (from ``load_generator``) as a safetensors file: its tensors, plus JSON text
+    metadata (constructor arguments, data metadata, training config, kimg) to rebuild it. The format holds
+    no code, so the file is safe to share and to load from anyone; ``load_generator`` reads it back."""
+    try:
+        from safetensors.torch import save
+    except ImportError:
+        raise ImportError("safetensors export needs safetensors: pip install 'ndgan[safetensors]'") from None
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out}: expected a file name ending in .safetensors")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite or choose another --out")
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in G.state_dict().items()}
+    metadata = {"format": SAFETENSORS_FORMAT, "G_kwargs": json.dumps(G.init_kwargs),
+                "data_metadata": json.dumps(getattr(G, "metadata", {})),
+                "config": json.dumps(getattr(G, "config", {})), "kimg": repr(float(getattr(G, "kimg", 0.0)))}
+    payload = save(tensors, metadata=metadata)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(out, lambda p: Path(p).write_bytes(payload))
+
+
+def _read_safetensors(path: Path) -> dict:
+    """A ``save_safetensors`` file as the parts of a checkpoint ``load_generator`` uses."""
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise ImportError(f"{path}: reading safetensors needs safetensors: pip install 'ndgan[safetensors]'") from None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("format") != SAFETENSORS_FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {SAFETENSORS_FORMAT!r}")
+        return {"G_kwargs": json.loads(meta["G_kwargs"]), "G_ema": tensors, "nimg": float(meta["kimg"]) * 1000,
+                "data_metadata": json.loads(meta["data_metadata"]), "config": json.loads(meta["config"])}
+    except Exception as e:  # safetensors' own error type, bad JSON, missing keys
+        detail = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"{path}: not an ndgan generator safetensors file ({type(e).__name__}: {detail})") from None
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -214,3 +264,23 @@ def interpolation_frames(G, seed_a, seed_b, frames=16, truncation_psi=1.0) -> li
     path = ws[0:1].lerp(ws[1:2], t)  # [frames, num_ws, w_dim]
     return [_panel(x) for x in G.synthesis(path, noise_mode="const").float().cpu()]
 
+
+def main(argv=None) -> int:
+    """python -m ndgan.export RUN_OR_CKPT --out G.safetensors [--overwrite]: the EMA generator's weights as
+    safetensors (no pickle, nothing that runs code), loadable by every ndgan command that takes a checkpoint."""
+    p = cli.ArgumentParser(prog="python -m ndgan.export", description=main.__doc__.split(":", 1)[1].strip())
+    p.add_argument("source", metavar="RUN_OR_CKPT", help="checkpoint file or run folder")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    cli.add_debug_flag(p)
+    args = p.parse_args(argv)
+
+    def body():
+        out = save_safetensors(load_generator(args.source), args.out, args.overwrite)
+        print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)")
+
+    return cli.run(body, args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -159,6 +159,8 @@ CASES = [
      ["refused", "system"]),
     ("checkpoint-truncated-metrics", "metrics", lambda tmp, ck: [_truncate(_run_with(tmp, ck), 0.3),
                                                                  "--metrics", "hist"], ["not a loadable"]),
+    ("checkpoint-corrupt-safetensors", "generate", lambda tmp, ck: [_truncate(_safetensors(tmp, ck), 0.5), "--out",
+                                                                    str(tmp / "o")], ["G.safetensors", "not an ndgan"]),
     ("checkpoint-empty-run-folder", "generate", lambda tmp, ck: [_mkdir(tmp / "run"), "--out", str(tmp / "o")],
      ["run", "checkpoint"]),
     # Command-line arguments.
@@ -209,6 +211,12 @@ def _save(path, obj):
 def _npy(path, array):
     np.save(path, array)
     return str(path)
+
+
+def _safetensors(tmp, checkpoint):
+    from ndgan.export import load_generator, save_safetensors
+
+    return str(save_safetensors(load_generator(checkpoint), tmp / "G.safetensors"))
 
 
 def _truncate(path, fraction):
