@@ -234,6 +234,9 @@ def _run(args) -> int:
     D = None
     if not args.no_features:
         path = Path(args.source)
+        if path.suffix == ".safetensors":
+            raise ValueError(f"{path}: a generator export holds no discriminator for the feature distance; "
+                             f"pass --no-features or use the training checkpoint")
         state = ckpt.latest_valid(path)[1] if path.is_dir() else ckpt.load(path)
         if "D_kwargs" not in state or "D" not in state:
             raise ValueError(f"{path}: the checkpoint has no discriminator for the feature distance; "

@@ -9,6 +9,7 @@ from PIL import Image
 from ndgan import load_generator
 from ndgan.export import generate, parse_seeds
 from ndgan.generate import main as cli
+from ndgan.project import main as project_cli
 from ndgan.train import load_config, train
 from tests.data.test_nifti import oblique_affine
 
@@ -131,7 +132,6 @@ def test_projecting_a_generated_sample_recovers_it(energy_run, tmp_path, capsys)
 
     assert cli([str(energy_run), "--seeds", "11", "--format", "npy", "--out", str(tmp_path)]) == 0
     np.save(tmp_path / "target.npy", np.load(tmp_path / "samples.npy")[0])  # physical units, [C, *S]
-    from ndgan.project import main as project_cli
 
     assert project_cli([str(energy_run), str(tmp_path / "target.npy"), "--steps", "150", "--space", "w+",
                         "--out", str(tmp_path / "p")]) == 0
@@ -166,7 +166,6 @@ def test_noise_regularisation_covers_every_level():
 
 
 def test_project_refuses_overwrites_and_corrupt_targets(energy_run, tmp_path, capsys):
-    from ndgan.project import main as project_cli
 
     assert cli([str(energy_run), "--seeds", "1", "--format", "npy", "--out", str(tmp_path)]) == 0
     np.save(tmp_path / "t.npy", np.load(tmp_path / "samples.npy")[0])
@@ -196,6 +195,12 @@ def test_safetensors_export_rebuilds_the_same_generator_without_pickle(energy_ru
     assert cli([str(out), "--n", "2", "--format", "npy", "--out", str(tmp_path / "a")]) == 0
     assert cli([str(energy_run), "--n", "2", "--format", "npy", "--out", str(tmp_path / "b")]) == 0
     assert np.array_equal(np.load(tmp_path / "a" / "samples.npy"), np.load(tmp_path / "b" / "samples.npy"))
+    # The projector takes it for the generator, and says why the feature distance needs the checkpoint.
+    np.save(tmp_path / "t.npy", np.load(tmp_path / "a" / "samples.npy")[0])
+    assert project_cli([str(out), str(tmp_path / "t.npy"), "--out", str(tmp_path / "p"), "--steps", "1"]) == 2
+    assert "no discriminator" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert project_cli([str(out), str(tmp_path / "t.npy"), "--out", str(tmp_path / "p"), "--steps", "1",
+                        "--no-features"]) == 0
     # An existing export is not replaced without --overwrite.
     before = out.read_bytes()
     assert export_cli([str(energy_run), "--out", str(out)]) == 2 and "already exists" in capsys.readouterr().err
