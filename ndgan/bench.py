@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="cpu | cuda (default: the config's train.device)")
     p.add_argument("--intervals", type=int, default=3, help=f"timed intervals of {INTERVAL} steps (default 3)")
     cli.add_debug_flag(p)
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     return cli.run(lambda: _run(args), args.debug)
 
 

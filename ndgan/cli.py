@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+import warnings
 
 USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)  # the last: a run that diverged
 
@@ -19,14 +20,24 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(body, debug: bool = False) -> int:
-    """Call ``body()`` and return its exit code (None counts as 0), turning user errors into exit code 2."""
-    try:
-        return body() or 0
-    except USER_ERRORS as e:
-        if debug:
-            raise
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        return 2
+    """Call ``body()`` and return its exit code (None counts as 0), turning user errors into exit code 2.
+
+    Warnings are one line each (``warning: ...``) unless ``debug``.
+    """
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _one_line_warning
+        try:
+            return body() or 0
+        except USER_ERRORS as e:
+            if debug:
+                raise
+            print(f"error: {one_line(e)}", file=sys.stderr)
+            return 2
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def one_line(e: BaseException) -> str:

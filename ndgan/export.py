@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 import yaml
 
 from . import cli
-from .files import atomic_write
+from .files import atomic_write, atomic_write_all, output_folder
 from .nets import Generator
 from .train import checkpoint as ckpt
 from .viz.grid import sample_grid, save_png
@@ -34,14 +33,13 @@ def load_generator(path, device="cpu") -> Generator:
     training data's), ``config`` (the resolved training config) and ``kimg``.
     """
     path = Path(path)
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device: {device} requested, but this machine has no CUDA device; use cpu")
+    check_device(device)
     if path.suffix == ".safetensors" and path.is_file():
         state = _read_safetensors(path)
     elif path.is_dir():
         found, state = ckpt.latest_valid(path)
         if found is None:
-            raise FileNotFoundError(f"{path}: no valid checkpoint in this run folder")
+            raise FileNotFoundError(ckpt.none_loads(path))
     elif path.is_file():
         state = ckpt.load(path)
     else:
@@ -57,6 +55,21 @@ def load_generator(path, device="cpu") -> Generator:
     G.config = state.get("config", {})
     G.kimg = state.get("nimg", 0) / 1000
     return G
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a torch.device, or a ValueError saying what this machine offers."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device: {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device: {device} requested, but this machine has no CUDA device; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device: {device} requested, but this machine has {torch.cuda.device_count()} GPU(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device: {device} is not supported; use cpu, cuda or cuda:N")
+    return device
 
 
 SAFETENSORS_FORMAT = "ndgan-generator-1"
@@ -80,8 +93,8 @@ def save_safetensors(G: Generator, out, overwrite: bool = False) -> Path:
                 "data_metadata": json.dumps(getattr(G, "metadata", {})),
                 "config": json.dumps(getattr(G, "config", {})), "kimg": repr(float(getattr(G, "kimg", 0.0)))}
     payload = save(tensors, metadata=metadata)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write(out, lambda p: Path(p).write_bytes(payload))
+    with output_folder(out.parent):
+        return atomic_write(out, lambda p: Path(p).write_bytes(payload))
 
 
 def _read_safetensors(path: Path) -> dict:
@@ -172,12 +185,11 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
     existing = [p for p in targets if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)  # only once the request is known to be valid
     physical = to_physical(x, meta)
     if fmt == "png":
-        atomic_write(targets[0], lambda p: save_png(sample_grid(x), p))
+        writers = [lambda p: save_png(sample_grid(x), p)]
     elif fmt == "npy":
-        atomic_write(targets[0], lambda p: np.save(p, physical))
+        writers = [lambda p: np.save(p, physical)]
     elif fmt == "h5":
         import h5py
 
@@ -195,28 +207,23 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
                         ds.attrs[key] = meta[key]
             Path(p).write_bytes(buffer.getvalue())
 
-        atomic_write(targets[0], write)
+        writers = [write]
     else:
         import nibabel as nib
 
         affine, note = reference_affine(meta, nd)
         if note:
             notes.append(note)
-        temporaries = []
-        try:  # every file under a temporary name first, then all renamed: no partial set on failure
-            for sample, path in zip(physical, targets):
-                volume = np.moveaxis(sample, 0, -1) if sample.shape[0] > 1 else sample[0]  # channels: 4th axis
-                img = nib.Nifti1Image(volume.astype(np.float32), affine)
-                img.header.set_xyzt_units("mm")
-                tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-                temporaries.append(tmp)
-                nib.save(img, tmp)
-            for tmp, path in zip(temporaries, targets):
-                os.replace(tmp, path)
-        finally:
-            for tmp in temporaries:
-                if tmp.exists():
-                    tmp.unlink()
+
+        def nifti(sample):
+            volume = np.moveaxis(sample, 0, -1) if sample.shape[0] > 1 else sample[0]  # channels: 4th axis
+            img = nib.Nifti1Image(volume.astype(np.float32), affine)
+            img.header.set_xyzt_units("mm")
+            return lambda p: nib.save(img, p)
+
+        writers = [nifti(sample) for sample in physical]
+    with output_folder(out):  # made only now, and removed again if nothing could be written into it
+        atomic_write_all(list(zip(targets, writers)))  # every file, or none of them
     paths += targets
     return paths, notes
 

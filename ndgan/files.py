@@ -3,39 +3,121 @@ name in the same folder, flush to disk, rename over the target (atomic on POSIX 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
+
+#: Temporary names start with this; ``tmp_name`` adds the process id and the target's name.
+TMP_PREFIX = ".tmp-"
+
+
+def tmp_name(path: Path) -> Path:
+    """The temporary path next to ``path`` (keeping its suffixes, which writers such as PIL and nibabel read)."""
+    return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
 
 
 def atomic_write(path, write, sync: bool = False) -> Path:
     """Call ``write(tmp)`` with a temporary path next to ``path``, then rename it to ``path``.
 
-    The temporary name keeps ``path``'s suffixes (writers such as PIL and nibabel pick the format from them)
-    and is removed if ``write`` fails. ``sync`` flushes the file to disk before the rename, so that after a
-    power cut ``path`` holds either the old or the new contents (checkpoints). A failed write (a full disk)
-    raises an OSError naming ``path``.
+    The temporary file is removed if ``write`` fails. ``sync`` flushes the file to disk before the rename, so
+    that after a power cut ``path`` holds either the old or the new contents (checkpoints). A failed write
+    (a full disk) raises an OSError naming ``path``.
     """
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    return atomic_write_all([(path, write)], sync)[0]
+
+
+def atomic_write_all(items, sync: bool = False) -> list[Path]:
+    """``atomic_write`` for a set of files ``[(path, write), ...]``: all are written under temporary names
+    first and renamed only when every one succeeded, so a failure leaves none of them."""
+    items = [(Path(path), write) for path, write in items]
+    temporaries = []
     try:
-        write(tmp)
-        if sync:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, write in items:
+            tmp = tmp_name(path)
+            temporaries.append(tmp)
+            with errors_name(path, tmp):
+                write(tmp)
+                if sync:
+                    with open(tmp, "rb+") as f:
+                        os.fsync(f.fileno())
+        for (path, _), tmp in zip(items, temporaries):
+            with errors_name(path, tmp):
+                os.replace(tmp, path)
+    finally:
+        for tmp in temporaries:
+            if tmp.exists():
+                tmp.unlink()
+    return [path for path, _ in items]
+
+
+@contextlib.contextmanager
+def errors_name(path: Path, tmp: Path):
+    """Report a failed write as an OSError naming ``path``, the file the user asked for, not its temporary."""
+    try:
+        yield
     except OSError as e:
-        if e.filename is None and e.errno:  # e.g. a failed flush on close: name the file
+        if e.errno and e.filename in (None, str(tmp), tmp):
             raise OSError(e.errno, e.strerror, str(path)) from None
         raise
     except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError caused by the OSError
         if isinstance(e.__context__, OSError) and e.__context__.errno:
             raise OSError(e.__context__.errno, e.__context__.strerror, str(path)) from None
         raise
+
+
+def append_line(path, line: str) -> None:
+    """Append ``line`` and a newline to the log ``path``; if the write fails (a full disk) the file is cut back
+    to its old length, so a log never ends in half a line."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        rest = memoryview(line.encode() + b"\n")
+        try:
+            while rest:  # unbuffered: a short write is seen here, not later when a buffer is flushed
+                rest = rest[os.write(fd, rest):]
+        except OSError as e:
+            os.ftruncate(fd, start)
+            raise OSError(e.errno, e.strerror, str(path)) from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def output_folder(folder):
+    """Create ``folder`` (and parents) for the outputs written in the block; if the block fails, the folders
+    this call created are removed again when they are still empty."""
+    folder = Path(folder)
+    created, parent = [], folder
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        for made in created:  # innermost first
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+
+
+def check_writable(folder) -> None:
+    """Raise an OSError naming ``folder`` if it cannot be created or written to, by creating (and removing)
+    a probe in its nearest existing ancestor: permission bits alone say nothing for root or read-only mounts."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--out {folder}: {existing} is a file, not a folder; choose another --out")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=existing))
+    except OSError as e:
+        raise PermissionError(f"--out {folder}: {existing} is not writable ({e.strerror}); choose another --out") \
+            from None
 
 
 def check_free_space(path, nbytes: int, what: str) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import cli
-from .files import atomic_write
+from .files import atomic_write_all, output_folder
 from .export import FORMATS, export, generate, interpolation_frames, load_generator, parse_seeds, style_mixing_grid
 
 
@@ -44,8 +44,8 @@ def _run(args) -> int:
         raise ValueError("--n and --batch: expected positive numbers")
     if not math.isfinite(args.truncation):
         raise ValueError(f"--truncation: expected a finite number (1: no truncation), got {args.truncation}")
-    if args.frames < 2:
-        raise ValueError(f"--frames: expected at least 2 frames, got {args.frames}")
+    if not 2 <= args.frames <= 1000:
+        raise ValueError(f"--frames: expected 2 to 1000 frames, got {args.frames}")
     seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
     G = load_generator(args.source, args.device)
     if G.c_dim:
@@ -85,8 +85,8 @@ def _figures(G, args, seeds) -> int:
         frames = [Image.fromarray(f) for f in interpolation_frames(G, ends[0], ends[1], args.frames, args.truncation)]
         pictures.append((out / "interpolation.gif",
                          lambda p: frames[0].save(p, save_all=True, append_images=frames[1:], duration=100, loop=0)))
-    out.mkdir(parents=True, exist_ok=True)
-    written = [atomic_write(target, write) for target, write in pictures]
+    with output_folder(out):
+        written = atomic_write_all(pictures)  # both figures, or neither
     print("wrote " + ", ".join(map(str, written)))
     return 0
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from . import cli
+from .files import atomic_write_all
 
 from .viz.render import MODES, render, turntable
 
@@ -56,7 +57,11 @@ def read_volume(path, index=0, channel=0):
         volumes = (sample[None] if sample.ndim == 3 else sample)[None]
         index = 0
     elif name.endswith(".npy"):
-        data = np.load(path).astype(np.float32)
+        try:
+            data = np.load(path).astype(np.float32)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(f"{path}: not a readable NumPy array ({type(e).__name__}: {str(e).splitlines()[0]})") \
+                from None
         volumes = {3: lambda a: a[None, None], 4: lambda a: a[None], 5: lambda a: a}.get(data.ndim, lambda a: None)(data)
         if volumes is None:
             raise ValueError(f"{path}: expected [D, H, W], [C, D, H, W] or [N, C, D, H, W], got shape {data.shape}")
@@ -69,7 +74,10 @@ def read_volume(path, index=0, channel=0):
     if not 0 <= channel < volumes.shape[1]:
         raise ValueError(f"--channel: {channel} is out of range for {volumes.shape[1]} channels in {path}")
     units = units.decode() if isinstance(units, bytes) else units
-    return volumes[index, channel], spacing, units
+    volume = volumes[index, channel]
+    if not np.isfinite(volume).all():
+        raise ValueError(f"{path}: sample {index}, channel {channel} contains NaN or Inf")
+    return volume, spacing, units
 
 
 def main(argv=None) -> int:
@@ -99,19 +107,20 @@ def _run(args) -> int:
     for path in outputs:
         if path.exists() and not args.overwrite:
             raise FileExistsError(f"{path}: already exists; pass --overwrite")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"{path.parent}: output folder does not exist")
     volume, spacing, units = read_volume(args.file, args.index, args.channel)
     spacing = spacing if spacing is not None else (args.spacing or (1.0, 1.0, 1.0))
     kwargs = dict(mode=args.mode, spacing=spacing, iso=args.iso, units=units, window_size=(args.size, args.size))
     pictures = [Image.fromarray(render(volume, **kwargs))]
     if args.turntable:
         pictures.append([Image.fromarray(f) for f in turntable(volume, frames=args.frames, **kwargs)])
-    for path, picture in zip(outputs, pictures):  # everything rendered first: no partial outputs
-        tmp = path.with_name(f".tmp-{path.name}")
+    def writer(picture):
         if isinstance(picture, list):
-            picture[0].save(tmp, save_all=True, append_images=picture[1:], duration=80, loop=0)
-        else:
-            picture.save(tmp)
-        tmp.replace(path)
+            return lambda p: picture[0].save(p, save_all=True, append_images=picture[1:], duration=80, loop=0)
+        return lambda p: picture.save(p)
+
+    atomic_write_all([(path, writer(picture)) for path, picture in zip(outputs, pictures)])  # all or none
     print(f"wrote {args.out}" + (f" and {args.turntable}" if args.turntable else ""))
     return 0
 

@@ -26,7 +26,6 @@ import torch
 from PIL import Image
 
 from ndgan.data.convert import main as convert_cli
-from ndgan.files import check_free_space
 from ndgan.generate import main as generate_cli
 from ndgan.metrics.__main__ import main as metrics_cli
 from ndgan.project import main as project_cli
@@ -96,6 +95,10 @@ CASES = [
     ("config-rank-4", "train", _train("data.shape=[8,8,8,8]"), ["data.shape"]),
     ("config-unknown-source", "train", _train("data.source=hdf"), ["data.source", "did you mean 'hdf5'"]),
     ("config-unknown-option", "train", _train("data.options={lenght: 4}"), ["lenght", "did you mean 'length'"]),
+    ("config-nan-float", "train", _train("train.r1_gamma=.nan"), ["train.r1_gamma", "finite"]),
+    ("config-infinite-kimg", "train", _train("train.kimg=1e400"), ["train.kimg", "finite"]),
+    ("config-negative-lr", "train", _train("train.g_lr=-0.002"), ["train.g_lr", "positive"]),
+    ("config-beta-above-one", "train", _train("train.betas=[0,1.5]"), ["train.betas", "[0, 1)"]),
     ("config-bad-precision", "train", _train("train.precision=fp16"), ["train.precision"]),
     ("config-override-without-equals", "train", _train("train.kimg"), ["train.kimg", "KEY=VALUE"]),
     ("config-missing-file", "train", lambda tmp, ck: [str(tmp / "nope.yaml")], ["nope.yaml"]),
@@ -122,7 +125,8 @@ CASES = [
                                                        "--out", str(tmp / "run")], ["0.png", "folder or a .zip"]),
     # HDF5.
     ("hdf5-empty-file", "train", lambda tmp, ck: _train_on(tmp, _write(tmp / "e.h5", "")), ["e.h5", "HDF5"]),
-    ("hdf5-truncated", "train", lambda tmp, ck: _train_on(tmp, _truncate(_volume_h5(tmp), 0.5)), ["v.h5"]),
+    ("hdf5-truncated", "train", lambda tmp, ck: _train_on(tmp, _truncate(_volume_h5(tmp), 0.5)),
+     ["v.h5", "not a readable HDF5 file", "truncated"]),
     ("hdf5-missing-key", "train", lambda tmp, ck: _train_on(tmp, _other_key(tmp)), ["no dataset 'data'", "grids"]),
     ("hdf5-zero-samples", "train", lambda tmp, ck: _train_on(tmp, _h5(tmp / "z.h5", np.zeros((0, 2, 16, 16, 16)))),
      ["empty"]),
@@ -135,11 +139,11 @@ CASES = [
      ["dtype"]),
     # NIfTI.
     ("nifti-corrupt", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: _write(d / "s0.nii.gz", "not gz")),
-     ["s0.nii.gz"]),
+     ["s0.nii.gz", "unreadable NIfTI"]),
     ("nifti-nan", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", _nan_volume())),
      ["s0.nii.gz", "NaN"]),
     ("nifti-2d-image", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", np.ones((9, 9)))),
-     ["s0.nii.gz"]),
+     ["s0.nii.gz", "expected a 3D volume"]),
     ("nifti-empty-folder", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: None), ["NIfTI"]),
     # Checkpoints.
     ("checkpoint-truncated-resume", "train", lambda tmp, ck: [TINY2D, *SMALL, "train.kimg=0.008", "--out",
@@ -149,6 +153,22 @@ CASES = [
     ("checkpoint-changed-network-resume", "train", lambda tmp, ck: [TINY2D, *SMALL, "G.w_dim=32", "train.kimg=0.008",
                                                                      "--out", str(tmp / "run"), "--resume",
                                                                      _run_with(tmp, ck)], ["'G' section differs"]),
+    ("checkpoint-auto-resume-none-loads", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", str(tmp / "run"),
+                                                                     "--resume", "auto", _truncate(_run_with(tmp, ck), 0.5)][:-1],
+     ["--resume auto", "none of its 1 checkpoints loads"]),
+    ("checkpoint-resume-older-into-newer", "train", lambda tmp, ck: _older_into_newer(tmp, ck),
+     ["holds newer checkpoints", "checkpoint-000000008.pt"]),
+    ("checkpoint-resume-from-safetensors", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", str(tmp / "r2"),
+                                                                     "--resume", _safetensors(tmp, ck)],
+     ["G.safetensors", "not a training checkpoint"]),
+    ("checkpoint-lacks-training-state", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", str(tmp / "r3"), "--resume",
+                                                                  _save(tmp / "g.pt", {"format_version": 1, "G_ema": {}})],
+     ["g.pt", "lacks", "D_opt"]),
+    ("checkpoint-run-folder-all-torn", "generate", lambda tmp, ck: [str(Path(_truncate(_run_with(tmp, ck), 0.4)).parent),
+                                                                    "--out", str(tmp / "o")],
+     ["none of its 1 checkpoints loads", "not a loadable ndgan checkpoint"]),
+    ("checkpoint-a-yaml-file", "generate", lambda tmp, ck: [_write(tmp / "config.yaml", "data: {}\n"), "--out",
+                                                            str(tmp / "o")], ["config.yaml", "not a torch file"]),
     ("checkpoint-empty", "generate", lambda tmp, ck: [_write(tmp / "empty.pt", ""), "--out", str(tmp / "o")],
      ["empty.pt", "not"]),
     ("checkpoint-not-a-dict", "generate", lambda tmp, ck: [_save(tmp / "t.pt", torch.zeros(3)), "--out", str(tmp / "o")],
@@ -171,6 +191,10 @@ CASES = [
      ["--n"]),
     ("cli-negative-batch", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--batch", "-2", "--out", str(tmp / "o")],
      ["--batch"]),
+    ("cli-bad-device", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--device", "gpu", "--out", str(tmp / "o")],
+     ["--device", "'gpu'"]),
+    ("cli-too-many-frames", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--interpolate", "0,1", "--frames",
+                                                         "100000000", "--out", str(tmp / "o")], ["--frames"]),
     ("cli-bad-seeds", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--seeds", "3-x", "--out", str(tmp / "o")],
      ["--seeds", "3-x"]),
     ("cli-nan-truncation", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--truncation", "nan", "--out",
@@ -188,8 +212,11 @@ CASES = [
     ("out-under-a-file", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", str(Path(_write(tmp / "f", "x")) / "run")],
      ["--out", "is a file"]),
     ("out-generate-under-a-file", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--out",
-                                                               str(Path(_write(tmp / "f", "x")) / "o")], ["f"]),
-    ("out-proc", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", "/proc/ndgan-run"], ["/proc"]),
+                                                               str(Path(_write(tmp / "f", "x")) / "o")],
+     ["f/o", "Not a directory"]),
+    ("out-proc", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", "/proc/ndgan-run"], ["/proc", "not writable"]),
+    ("out-render-missing-folder", "render", lambda tmp, ck: [_volume_h5(tmp), "--out", str(tmp / "no" / "r.png")],
+     ["no", "output folder does not exist"]),
 ]
 
 
@@ -217,6 +244,14 @@ def _safetensors(tmp, checkpoint):
     from ndgan.export import load_generator, save_safetensors
 
     return str(save_safetensors(load_generator(checkpoint), tmp / "G.safetensors"))
+
+
+def _older_into_newer(tmp, checkpoint):
+    """A run folder whose newest checkpoint (8) is newer than the one --resume names (4)."""
+    old = Path(_run_with(tmp, checkpoint))
+    state = torch.load(old, weights_only=True)
+    torch.save(dict(state, nimg=8), old.with_name("checkpoint-000000008.pt"))
+    return [TINY2D, *SMALL, "train.kimg=0.012", "--out", str(old.parent), "--resume", str(old)]
 
 
 def _truncate(path, fraction):
@@ -336,8 +371,7 @@ def _limited(args, limit_bytes, cwd):
 
 
 def test_full_disk_while_generating_leaves_no_partial_file(good_checkpoint, tmp_path):
-    (tmp_path / "o").mkdir()
-    before = _tree(tmp_path)
+    before = _tree(tmp_path)  # the output folder "o" does not exist yet, and must not be left behind
     proc = _limited(["ndgan.generate", str(good_checkpoint), "--n", "64", "--format", "h5", "--out",
                      str(tmp_path / "o")], 4096, tmp_path)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
@@ -375,10 +409,3 @@ def test_bad_sample_found_by_a_loader_worker_is_one_line(tmp_path, capsys):
     assert err.count("error:") == 1 and "Traceback" not in err, err
     assert err.splitlines()[-1] == f"error: {path}[data][5]: contains NaN or Inf"
     assert not list((tmp_path / "run").glob("checkpoint-*"))
-
-
-def test_free_space_is_checked_before_a_large_dataset_write(tmp_path):
-    free = shutil.disk_usage(tmp_path).free
-    check_free_space(tmp_path / "small.h5", 1, "one byte")
-    with pytest.raises(OSError, match=r"big.h5: 4 grids needs about .* GiB, the disk has .* GiB free"):
-        check_free_space(tmp_path / "sub" / "big.h5", free + 2**30, "4 grids")

@@ -180,8 +180,12 @@ def ensure(path, n: int = 7000, size: int = 32, seed: int = 0) -> Path:
         return write_hdf5(path, n, size, seed)
     import h5py
 
-    with h5py.File(path, "r") as h5:
-        found = (h5["data"].shape[0], h5["data"].shape[-1], int(h5.attrs.get("seed", -1)))
+    try:
+        with h5py.File(path, "r") as h5:
+            found = (h5["data"].shape[0], h5["data"].shape[-1], int(h5.attrs.get("seed", -1)))
+    except (OSError, KeyError) as e:
+        raise ValueError(f"{path}: not an energy-grid HDF5 file ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                         f"point data.path elsewhere or delete the file to regenerate") from None
     if found != (n, size, seed):
         raise ValueError(f"{path}: holds energy grids with (n, size, seed) = {found}, the config asks for "
                          f"{(n, size, seed)}; point data.path elsewhere or delete the file to regenerate")

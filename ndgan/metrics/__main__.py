@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .. import cli
+from ..files import append_line, errors_name
 from .settings import METRICS, check_names, json_safe
 
 
@@ -93,8 +94,7 @@ def _run(args) -> int:
     if args.json:
         write_json(Path(args.json), record)
     elif Path(args.source).is_dir():
-        with open(Path(args.source) / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(Path(args.source) / "metrics.jsonl", json.dumps(record))
     saved = (f"written to {args.json}" if args.json else "appended to metrics.jsonl" if Path(args.source).is_dir()
              else "not saved (pass --json FILE)")
     print(f"{seconds:.1f} s; results {saved}")
@@ -119,7 +119,8 @@ def write_json(path: Path, record: dict) -> None:
     into place only if nothing has appeared there meanwhile."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        with errors_name(path, tmp):
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.link(tmp, path)  # FileExistsError rather than replacing a result written meanwhile
     finally:
         tmp.unlink(missing_ok=True)

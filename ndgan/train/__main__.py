@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", help="'auto' (newest valid checkpoint in the run folder) or a checkpoint path")
     cli.add_debug_flag(p)
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come after --out
     return cli.run(lambda: _run(args), args.debug)
 
 

@@ -20,6 +20,12 @@ def checkpoint_name(nimg: int) -> str:
     return f"checkpoint-{nimg:09d}.pt"
 
 
+def checkpoint_nimg(path) -> int:
+    """The progress in a checkpoint's name (-1 for other names)."""
+    found = _NAME.match(Path(path).name)
+    return int(found.group(1)) if found else -1
+
+
 def save(state: dict, path) -> Path:
     """Write ``state`` to ``path`` through a temporary file, fsync and rename: never a partial file."""
     def write(tmp):
@@ -39,17 +45,22 @@ def load_plain(path, what: str, map_location="cpu"):
         raise
     except pickle.UnpicklingError as e:  # torch's advice to retry with weights_only=False is not repeated
         found = re.search(r"GLOBAL (\S+)|Unsupported global: (\S+)", str(e))
-        name = next((g for g in found.groups() if g), "") if found else ""
-        raise ValueError(f"{path}: refused: not {what}; it needs pickle to load{f' ({name})' if name else ''}, "
-                         f"which can run code, and ndgan loads plain data only") from None
+        if found is None:  # not a pickle that builds objects: some other file (a YAML, a picture, ...)
+            raise ValueError(f"{path}: not {what} (not a torch file)") from None
+        name = next(g for g in found.groups() if g)
+        raise ValueError(f"{path}: refused: not {what}; it needs pickle to load ({name}), which can run code, and "
+                         f"ndgan loads plain data only") from None
     except Exception as e:  # truncated, empty, or not a torch file at all
-        detail = str(e).splitlines()[0] if str(e) else ""
+        detail = str(e).splitlines()[0].split(". ")[0] if str(e) else "empty or cut short"
         raise ValueError(f"{path}: not {what} ({type(e).__name__}: {detail})") from None
 
 
 def load(path, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; a ValueError names the file if it cannot be used."""
     path = Path(path)
+    if path.suffix == ".safetensors":
+        raise ValueError(f"{path}: a generator export (safetensors), not a training checkpoint; use a "
+                         f"checkpoint-*.pt here")
     state = load_plain(path, "a loadable ndgan checkpoint", map_location)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not an ndgan checkpoint (holds a {type(state).__name__}, not a dict)")
@@ -68,14 +79,33 @@ def list_checkpoints(run_dir) -> list[Path]:
 def latest_valid(run_dir):
     """The newest checkpoint in ``run_dir`` that loads, with its state; (None, None) if there is none.
 
-    Unloadable ones (a torn write from a killed run) are skipped with a warning.
+    Newer ones that do not load (a torn write from a killed run) are skipped with a warning each; when none
+    loads there is no warning: the caller's error says so (``none_loads``).
     """
+    skipped = []
     for path in reversed(list_checkpoints(run_dir)):
         try:
-            return path, load(path)
+            state = load(path)
         except ValueError as e:
+            skipped.append(e)
+            continue
+        for e in skipped:
             warnings.warn(f"skipping {e}")
+        return path, state
     return None, None
+
+
+def none_loads(run_dir) -> str:
+    """The error message for a run folder none of whose checkpoints loads (naming the newest one's fault)."""
+    paths = list_checkpoints(run_dir)
+    if not paths:
+        return f"{run_dir}: no checkpoint in this run folder"
+    try:
+        load(paths[-1])
+        reason = "it loads now"
+    except ValueError as e:
+        reason = str(e)
+    return f"{run_dir}: none of its {len(paths)} checkpoints loads (the newest: {reason})"
 
 
 def prune(run_dir, keep: int) -> None:

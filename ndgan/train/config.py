@@ -10,6 +10,7 @@ for the same checks).
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 import types
 import typing
@@ -156,6 +157,8 @@ def _convert(value, hint, where):
                 pass
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # .nan would quietly switch terms off, .inf overflow counters
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if isinstance(value, bool):
@@ -175,7 +178,7 @@ def _convert(value, hint, where):
 
 def _build(cls, values, where):
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {values!r}")
+        raise ConfigError(f"{where or 'the file'}: expected a mapping of sections and keys, got {values!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in values:
@@ -245,6 +248,8 @@ def validate(cfg: Config) -> Config:
         (t.precision in ("float32", "bfloat16", "float16"),
          f"train.precision: expected float32, bfloat16 or float16, got {t.precision!r}"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints: expected at least 1"),
+        (t.g_lr > 0 and t.d_lr > 0, f"train.g_lr / train.d_lr: expected positive learning rates, got {t.g_lr}, {t.d_lr}"),
+        (all(0 <= b < 1 for b in t.betas), f"train.betas: expected two values in [0, 1), got {list(t.betas)}"),
         (t.pl_batch_shrink >= 1 and t.r1_interval >= 0 and t.pl_interval >= 0,
          "train.pl_batch_shrink must be >= 1 and the intervals >= 0"),
         (1 <= len(d.shape) <= 3 and all(s > 0 for s in d.shape), f"data.shape: expected 1 to 3 positive sizes, got {d.shape}"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
+import re
 import signal
 import time
 from contextlib import nullcontext
@@ -22,7 +22,7 @@ import yaml
 from .. import losses
 from ..augment import AdaptiveP, augment, default_ops
 from ..data import open_dataset
-from ..files import atomic_write
+from ..files import TMP_PREFIX, append_line, atomic_write, check_writable
 from ..data.loader import make_loader
 from ..nets import Discriminator, Generator
 from ..viz.grid import sample_grid, save_png
@@ -115,6 +115,10 @@ def _batch(item, device):
     return x.to(device, non_blocking=True).float(), None if c is None else c.to(device, non_blocking=True)
 
 
+#: What a checkpoint needs to resume training.
+TRAINING_KEYS = ("G", "D", "G_ema", "G_opt", "D_opt", "config", "step", "nimg", "pl_mean", "rng")
+
+
 def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     """Train according to ``cfg`` into ``run_dir``; ``resume`` is None, 'auto' or a checkpoint path."""
     t, run_dir = cfg.train, Path(run_dir)
@@ -128,15 +132,28 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         check_writable(run_dir)  # the folder itself is made once everything has been checked: no partial runs
 
     # Resume: the newest valid checkpoint of the run folder, or a given file.
-    state = None
+    state, existing = None, ckpt.list_checkpoints(run_dir)
     if resume == "auto":
         _, state = ckpt.latest_valid(run_dir)
+        if state is None and existing:  # starting afresh would overwrite them
+            raise ValueError(f"--resume auto: {ckpt.none_loads(run_dir)}; pass --resume PATH to a good one, or "
+                             f"choose another --out")
     elif resume:
         state = ckpt.load(resume)
-    elif ckpt.list_checkpoints(run_dir):
+        if Path(resume).suffix == ".safetensors":
+            raise ValueError(f"--resume {resume}: a generator export cannot resume training; pass a checkpoint-*.pt")
+        newer = [p.name for p in existing if ckpt.checkpoint_nimg(p) > state.get("nimg", 0)]
+        if newer:
+            raise FileExistsError(f"--resume {resume}: {run_dir} holds newer checkpoints ({newer[-1]}) that this run "
+                                  f"would overwrite; choose another --out to branch off from {Path(resume).name}")
+    elif existing:
         raise FileExistsError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume auto to continue "
                               f"it, or choose another --out")
     if state is not None:
+        missing = [k for k in TRAINING_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"{resume if resume != 'auto' else run_dir}: the checkpoint lacks {missing}; it cannot "
+                             f"resume training (a generator-only file?)")
         old, new = state["config"], to_dict(cfg)
         fixed = {"data": ("source", "shape", "channels", "periodic"), "G": None, "D": None}
         for section, keys in fixed.items():
@@ -191,11 +208,15 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     def restore(state):
         """Networks, optimisers (the config's lr and betas, times lr_scale), scalers, ADA's p and the RNG from a
         checkpoint; returns (pl_mean, step, nimg)."""
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G_ema.load_state_dict(state["G_ema"])
-        G_opt.load_state_dict(state["G_opt"])
-        D_opt.load_state_dict(state["D_opt"])
+        try:
+            G.load_state_dict(state["G"])
+            D.load_state_dict(state["D"])
+            G_ema.load_state_dict(state["G_ema"])
+            G_opt.load_state_dict(state["G_opt"])
+            D_opt.load_state_dict(state["D_opt"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"resume: the checkpoint's tensors do not fit the networks ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0]})") from None
         set_lazy_hparams(G_opt, t.g_lr * lr_scale, t.betas, pl_interval)  # train.* may change on resume
         set_lazy_hparams(D_opt, t.d_lr * lr_scale, t.betas, r1_interval)
         if "augment" in state:
@@ -248,9 +269,11 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         evaluator = Evaluator(t.metrics, dataset, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
     every = max(int(round((t.metrics_kimg or t.snapshot_kimg) * 1000)), 1)
     next_metrics = (nimg // every + 1) * every
-    if rank == 0:  # everything checked: the run folder and its resolved config
+    lock = None
+    if rank == 0:  # everything checked: the run folder, its lock, and the resolved config
         run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in run_dir.glob(".tmp-*"):  # half-written files of a run that was killed (SIGKILL, power cut)
+        lock = lock_run_folder(run_dir)
+        for stale in stale_temporaries(run_dir):  # half-written by a run that was killed (SIGKILL, power cut)
             print(f"removing {stale.name}: a file a killed run did not finish writing")
             stale.unlink()
         resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
@@ -380,9 +403,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 sums, counts, t_log, nimg_log = {}, {}, time.time(), nimg
                 if rank == 0:
                     print(f"warning: non-finite values; rolled back to {found.name} with learning rates x{lr_scale:g}")
-                    with open(run_dir / "stats.jsonl", "a") as f:
-                        f.write(json.dumps({"kimg": nimg / 1000, "step": step, "rollback": rollbacks,
-                                            "lr_scale": lr_scale}) + "\n")
+                    append_line(run_dir / "stats.jsonl", json.dumps({"kimg": nimg / 1000, "step": step,
+                                                                      "rollback": rollbacks, "lr_scale": lr_scale}))
                 continue
 
             # Log: the only host synchronisation, every log_steps steps.
@@ -391,8 +413,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 stats = {"kimg": nimg / 1000, "step": step, "sec_per_kimg": (now - t_log) / max((nimg - nimg_log) / 1000, 1e-9),
                          "pl_mean": float(pl_mean), "augment_p": float(ada.p),
                          **{k: float(v) / counts[k] for k, v in sums.items()}}
-                with open(run_dir / "stats.jsonl", "a") as f:
-                    f.write(json.dumps(stats) + "\n")
+                append_line(run_dir / "stats.jsonl", json.dumps(stats))
                 if writer is not None:
                     for k, v in stats.items():
                         writer.add_scalar(k, v, nimg)
@@ -426,6 +447,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 break
     finally:
         stop.restore()
+        if lock is not None:
+            lock.close()
         if bar is not None:
             bar.close()
         if writer is not None:
@@ -453,23 +476,39 @@ def log_metrics(evaluator, G_ema, run_dir: Path, writer, nimg: int, step: int) -
 
     record = json_safe({"kimg": nimg / 1000, "step": step, "results": results, "info": info,
                         "seconds": round(seconds, 2)})
-    with open(run_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_line(run_dir / "metrics.jsonl", json.dumps(record))
     if writer is not None:
         for key, value in results.items():
             writer.add_scalar(f"metrics/{key}", value, nimg)
     return seconds
 
 
-def check_writable(folder: Path) -> None:
-    """Raise an OSError naming ``folder`` if it cannot be created or written to (checked without creating it)."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise NotADirectoryError(f"--out {folder}: {existing} is a file, not a folder; choose another --out")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"--out {folder}: {existing} is not writable; choose another --out")
+def lock_run_folder(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir/.lock`` while training (the returned file; closing it releases the
+    lock): a second process training into the same folder is refused. Where ``fcntl`` is missing (Windows) no
+    lock is taken."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    f = open(run_dir / ".lock", "a")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise FileExistsError(f"{run_dir}: another process is training into this folder; wait for it to finish "
+                              f"or choose another --out") from None
+    return f
+
+
+_STALE = re.compile(rf"^{re.escape(TMP_PREFIX)}\d+-(checkpoint-\d{{9}}\.pt|(samples|render)-\d{{9}}\.png|config\.yaml)$"
+                    r"|^\.checkpoint-\d{9}\.pt\.\d+\.tmp$|^\.config\.yaml\.tmp$")
+
+
+def stale_temporaries(run_dir: Path) -> list[Path]:
+    """Temporary files of the names training writes (older ndgan versions' names too); only ever called while
+    holding the run folder's lock, so none of them belongs to a live run."""
+    return [p for p in run_dir.iterdir() if _STALE.match(p.name) and p.is_file() and not p.is_symlink()]
 
 
 def _exists(path) -> bool:

@@ -262,3 +262,36 @@ def test_a_run_that_keeps_diverging_stops_with_one_line(tmp_path, monkeypatch, c
     assert code == 2 and "Traceback" not in err and "after 2 rollbacks" in line and "lower train.g_lr" in line
     kept = torch.load(tmp_path / "div" / "checkpoint-000000032.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in kept["G"].values())  # the good checkpoint is untouched
+
+
+def test_a_killed_runs_temporaries_are_removed_and_nothing_else(tmp_path):
+    run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.008", "train.snapshot_kimg=0.008")
+    stale = [".tmp-99999-checkpoint-000000016.pt", ".tmp-7-samples-000000016.png", ".tmp-7-config.yaml",
+             ".checkpoint-000000016.pt.7.tmp"]  # the last: the name older versions used
+    others = [".tmp-5-G.safetensors", "notes.tmp", ".tmp-99999-checkpoint-000000016.pt.bak"]
+    for name in stale + others:
+        (tmp_path / "r" / name).write_bytes(b"half")
+    (tmp_path / "r" / ".tmp-project-999").mkdir()  # a killed projector's folder: not training's to delete
+    run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.016", "train.snapshot_kimg=0.008", resume="auto")
+    names = {p.name for p in (tmp_path / "r").iterdir()}
+    assert not names & set(stale) and set(others) <= names and ".tmp-project-999" in names
+    assert "checkpoint-000000016.pt" in names
+
+
+def test_a_second_trainer_in_the_same_folder_is_refused(tmp_path, capsys):
+    import fcntl
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    with open(folder / ".lock", "a") as held:  # what a live training process holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert cli(["configs/tiny2d.yaml", "train.kimg=0.008", "--out", str(folder)]) == 2
+        assert "another process is training into this folder" in capsys.readouterr().err
+        assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # nothing written beside the lock
+    assert cli(["configs/tiny2d.yaml", "train.kimg=0.008", "--out", str(folder)]) == 0  # released: trains
+
+
+def test_overrides_may_follow_the_flags(tmp_path):
+    assert cli(["configs/tiny2d.yaml", "--out", str(tmp_path / "r"), "train.kimg=0.008", "train.batch=4"]) == 0
+    state = torch.load(tmp_path / "r" / "checkpoint-000000008.pt", weights_only=True)
+    assert state["config"]["train"]["batch"] == 4 and state["step"] == 2
