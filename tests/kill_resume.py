@@ -8,8 +8,9 @@ from most of the time the rest of the run took in the reference: during start-up
 every kill:
 
 - every checkpoint in the run folder loads (``weights_only=True``);
-- the progress lost, from the newest step logged before the kill to the checkpoint the next attempt resumes from,
-  is at most one snapshot interval.
+- the progress lost, from the newest step logged before the kill to the newest checkpoint that loads, is at
+  most one snapshot interval, and the next attempt really starts from that checkpoint (its first logged step
+  is one batch past it), not from scratch.
 
 After the kills the run is left to finish. Then no temporary file is left in the run folder, and the final
 checkpoint's networks, optimiser states, path-length mean, augmentation p and RNG state equal the uninterrupted
@@ -52,14 +53,13 @@ def _newest_valid_nimg(run) -> int:
     return 0 if state is None else state["nimg"]
 
 
-def _logged_nimg(run) -> int:
-    """The newest progress written to stats.jsonl (one line per step with train.log_steps=1)."""
+def _logged(run) -> list[int]:
+    """The progress of every step written to stats.jsonl (one line per step with train.log_steps=1)."""
     stats = run / "stats.jsonl"
     if not stats.exists():
-        return 0
-    lines = [json.loads(line) for line in stats.read_text().splitlines() if line.strip().endswith("}")]
-    steps = [line for line in lines if "rollback" not in line]
-    return round(steps[-1]["kimg"] * 1000) if steps else 0
+        return []
+    lines = [json.loads(line) for line in stats.read_text().splitlines()]
+    return [round(line["kimg"] * 1000) for line in lines if "rollback" not in line]
 
 
 def _differences(a: dict, b: dict, where="") -> list[str]:
@@ -81,7 +81,7 @@ def kill_test(config, overrides=(), kills=8, seed=0, work=None, echo=print) -> t
     """Run the kill test; returns the failed checks (empty: all held) and the number of kills."""
     overrides = [*DEFAULTS, *overrides]
     cfg = load_config(ROOT / config, overrides)
-    snap, total = round(cfg.train.snapshot_kimg * 1000), round(cfg.train.kimg * 1000)
+    snap, total, batch = round(cfg.train.snapshot_kimg * 1000), round(cfg.train.kimg * 1000), cfg.train.batch
     work = Path(work or tempfile.mkdtemp(prefix="ndgan-kill-"))
     work.mkdir(parents=True, exist_ok=True)
     ref, run = work / "reference", work / "killed"
@@ -102,9 +102,10 @@ def kill_test(config, overrides=(), kills=8, seed=0, work=None, echo=print) -> t
          f"every {snap}")
 
     rng = random.Random(seed)
-    attempt = 0
+    attempt, in_writes = 0, 0
     while True:
         attempt += 1
+        newest, logged_before = _newest_valid_nimg(run), len(_logged(run))
         # A moment within what is left of the run: start-up plus the remaining steps' share of the time.
         left = startup + (duration - startup) * (total - _newest_valid_nimg(run)) / total
         delay = rng.uniform(0.5 * startup, 0.9 * left) if attempt <= kills else None
@@ -116,11 +117,18 @@ def kill_test(config, overrides=(), kills=8, seed=0, work=None, echo=print) -> t
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 code = None
+        # Where this attempt really started: its first logged step, one batch past its starting point.
+        new = _logged(run)[logged_before:]
+        if new and new[0] - batch != newest:
+            failures.append(f"attempt {attempt} started from {new[0] - batch} images, but the newest checkpoint "
+                            f"that loads was at {newest}")
         if code is not None:
             if code != 0:
                 failures.append(f"attempt {attempt} exited with {code}; see {work / f'attempt-{attempt}.log'}")
             break
-        reached = _logged_nimg(run)
+        reached = max(_logged(run), default=0)
+        torn = [p.name for p in run.iterdir() if p.name.startswith(".tmp-")]  # the kill interrupted a write
+        in_writes += bool(torn)
         for path in ckpt.list_checkpoints(run):
             try:
                 ckpt.load(path)
@@ -129,7 +137,8 @@ def kill_test(config, overrides=(), kills=8, seed=0, work=None, echo=print) -> t
         resumes_from = _newest_valid_nimg(run)
         lost = reached - resumes_from
         echo(f"kill {attempt} after {delay:.2f} s: had logged {reached} images, resumes from {resumes_from} "
-             f"(lost {lost}); checkpoints: {[p.name for p in ckpt.list_checkpoints(run)]}")
+             f"(lost {lost}); checkpoints: {[p.name for p in ckpt.list_checkpoints(run)]}"
+             + (f"; interrupted writing {torn}" if torn else ""))
         if lost > snap:
             failures.append(f"kill {attempt}: {lost} images lost, more than the snapshot interval of {snap}")
 
@@ -145,7 +154,8 @@ def kill_test(config, overrides=(), kills=8, seed=0, work=None, echo=print) -> t
     if diffs:
         failures.append(f"final weights differ from the uninterrupted run at {diffs[:5]}")
     done = attempt - 1
-    echo(f"{done} kills; final checkpoint {'equals' if not diffs else 'DIFFERS from'} the uninterrupted run's")
+    echo(f"{done} kills ({in_writes} during a file write); final checkpoint "
+         f"{'equals' if not diffs else 'DIFFERS from'} the uninterrupted run's")
     if done < kills:
         echo(f"note: only {done} of {kills} attempts were killed before the run finished (this machine ran faster "
              f"than during the reference run)")
