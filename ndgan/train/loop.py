@@ -269,17 +269,23 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         evaluator = Evaluator(t.metrics, dataset, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
     every = max(int(round((t.metrics_kimg or t.snapshot_kimg) * 1000)), 1)
     next_metrics = (nimg // every + 1) * every
-    lock = None
-    if rank == 0:  # everything checked: the run folder, its lock, and the resolved config
-        run_dir.mkdir(parents=True, exist_ok=True)
-        lock = lock_run_folder(run_dir)
-        for stale in stale_temporaries(run_dir):  # half-written by a run that was killed (SIGKILL, power cut)
-            print(f"removing {stale.name}: a file a killed run did not finish writing")
-            stale.unlink()
-        resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-        atomic_write(run_dir / "config.yaml", lambda p: Path(p).write_text(resolved))
-    writer = _tensorboard(run_dir) if rank == 0 else None
-    bar = _progress(total, nimg) if rank == 0 else None
+    lock = writer = bar = None
+    try:  # what is opened here is closed by the loop's finally; until then, here if something fails
+        if rank == 0:  # everything checked: the run folder, its lock, and the resolved config
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = lock_run_folder(run_dir)
+            for stale in stale_temporaries(run_dir):  # half-written by a killed run (SIGKILL, power cut)
+                print(f"removing {stale.name}: a file a killed run did not finish writing")
+                stale.unlink()
+            resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+            atomic_write(run_dir / "config.yaml", lambda p: Path(p).write_text(resolved))
+            writer = _tensorboard(run_dir)
+            bar = _progress(total, nimg)
+    except BaseException:
+        for handle in (bar, writer, lock):
+            if handle is not None:
+                handle.close()
+        raise
     sums, counts, t_log, nimg_log = {}, {}, time.time(), nimg
 
     def accumulate(name, value):  # logged averages are over the steps where the term ran

@@ -295,3 +295,17 @@ def test_overrides_may_follow_the_flags(tmp_path):
     assert cli(["configs/tiny2d.yaml", "--out", str(tmp_path / "r"), "train.kimg=0.008", "train.batch=4"]) == 0
     state = torch.load(tmp_path / "r" / "checkpoint-000000008.pt", weights_only=True)
     assert state["config"]["train"]["batch"] == 4 and state["step"] == 2
+
+
+def test_a_failed_start_releases_the_run_folder_lock(tmp_path, monkeypatch):
+    import ndgan.train.loop as loop
+
+    def broken(run_dir):
+        raise OSError(28, "No space left on device", str(run_dir / "tensorboard"))
+
+    monkeypatch.setattr(loop, "_tensorboard", broken)  # fails after the lock is taken
+    with pytest.raises(OSError, match="No space left") as failed:  # kept, as a notebook keeps its last traceback
+        run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.008")
+    monkeypatch.undo()
+    run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.008")  # the same process may train there again
+    assert (tmp_path / "r" / "checkpoint-000000008.pt").exists() and failed.traceback
