@@ -216,10 +216,13 @@ def export(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=Fa
             notes.append(note)
 
         def nifti(sample):
-            volume = np.moveaxis(sample, 0, -1) if sample.shape[0] > 1 else sample[0]  # channels: 4th axis
-            img = nib.Nifti1Image(volume.astype(np.float32), affine)
-            img.header.set_xyzt_units("mm")
-            return lambda p: nib.save(img, p)
+            def write(p):  # the image is made when written: one volume's copy at a time
+                volume = np.moveaxis(sample, 0, -1) if sample.shape[0] > 1 else sample[0]  # channels: 4th axis
+                img = nib.Nifti1Image(volume.astype(np.float32), affine)
+                img.header.set_xyzt_units("mm")
+                nib.save(img, p)
+
+            return write
 
         writers = [nifti(sample) for sample in physical]
     with output_folder(out):  # made only now, and removed again if nothing could be written into it

@@ -11,6 +11,8 @@ from pathlib import Path
 
 #: Temporary names start with this; ``tmp_name`` adds the process id and the target's name.
 TMP_PREFIX = ".tmp-"
+#: The empty folder ``check_writable`` creates and removes at once.
+PROBE_PREFIX = ".ndgan-probe-"
 
 
 def tmp_name(path: Path) -> Path:
@@ -32,6 +34,8 @@ def atomic_write_all(items, sync: bool = False) -> list[Path]:
     """``atomic_write`` for a set of files ``[(path, write), ...]``: all are written under temporary names
     first and renamed only when every one succeeded, so a failure leaves none of them."""
     items = [(Path(path), write) for path, write in items]
+    if len({path for path, _ in items}) < len(items):
+        raise ValueError(f"the same file twice in one write: {[str(path) for path, _ in items]}")
     temporaries = []
     try:
         for path, write in items:
@@ -114,7 +118,7 @@ def check_writable(folder) -> None:
     if not existing.is_dir():
         raise NotADirectoryError(f"--out {folder}: {existing} is a file, not a folder; choose another --out")
     try:
-        os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=existing))
+        os.rmdir(tempfile.mkdtemp(prefix=PROBE_PREFIX, dir=existing))
     except OSError as e:
         raise PermissionError(f"--out {folder}: {existing} is not writable ({e.strerror}); choose another --out") \
             from None

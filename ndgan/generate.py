@@ -47,6 +47,9 @@ def _run(args) -> int:
     if not 2 <= args.frames <= 1000:
         raise ValueError(f"--frames: expected 2 to 1000 frames, got {args.frames}")
     seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ValueError(f"--seeds: {repeated[0]} is given more than once; a seed always gives the same sample")
     G = load_generator(args.source, args.device)
     if G.c_dim:
         raise ValueError("this generator is conditional; class-conditional sampling from the CLI is not "

@@ -197,6 +197,8 @@ CASES = [
                                                          "100000000", "--out", str(tmp / "o")], ["--frames"]),
     ("cli-bad-seeds", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--seeds", "3-x", "--out", str(tmp / "o")],
      ["--seeds", "3-x"]),
+    ("cli-repeated-seed", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--seeds", "1-3,2", "--out", str(tmp / "o")],
+     ["--seeds", "2 is given more than once"]),
     ("cli-nan-truncation", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--truncation", "nan", "--out",
                                                         str(tmp / "o")], ["--truncation"]),
     ("cli-format-for-wrong-rank", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--format", "nii.gz", "--out",

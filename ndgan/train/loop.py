@@ -22,7 +22,7 @@ import yaml
 from .. import losses
 from ..augment import AdaptiveP, augment, default_ops
 from ..data import open_dataset
-from ..files import TMP_PREFIX, append_line, atomic_write, check_writable
+from ..files import PROBE_PREFIX, TMP_PREFIX, append_line, atomic_write, check_writable
 from ..data.loader import make_loader
 from ..nets import Discriminator, Generator
 from ..viz.grid import sample_grid, save_png
@@ -119,6 +119,13 @@ def _batch(item, device):
 TRAINING_KEYS = ("G", "D", "G_ema", "G_opt", "D_opt", "config", "step", "nimg", "pl_mean", "rng")
 
 
+def _check_training_state(state: dict, where) -> None:
+    missing = [k for k in TRAINING_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{where}: the checkpoint lacks {missing}; it cannot resume training (a generator-only "
+                         f"file?)")
+
+
 def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     """Train according to ``cfg`` into ``run_dir``; ``resume`` is None, 'auto' or a checkpoint path."""
     t, run_dir = cfg.train, Path(run_dir)
@@ -139,9 +146,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             raise ValueError(f"--resume auto: {ckpt.none_loads(run_dir)}; pass --resume PATH to a good one, or "
                              f"choose another --out")
     elif resume:
-        state = ckpt.load(resume)
-        if Path(resume).suffix == ".safetensors":
-            raise ValueError(f"--resume {resume}: a generator export cannot resume training; pass a checkpoint-*.pt")
+        state = ckpt.load(resume)  # a .safetensors generator export is refused here, with the reason
+        _check_training_state(state, resume)
         newer = [p.name for p in existing if ckpt.checkpoint_nimg(p) > state.get("nimg", 0)]
         if newer:
             raise FileExistsError(f"--resume {resume}: {run_dir} holds newer checkpoints ({newer[-1]}) that this run "
@@ -150,10 +156,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         raise FileExistsError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume auto to continue "
                               f"it, or choose another --out")
     if state is not None:
-        missing = [k for k in TRAINING_KEYS if k not in state]
-        if missing:
-            raise ValueError(f"{resume if resume != 'auto' else run_dir}: the checkpoint lacks {missing}; it cannot "
-                             f"resume training (a generator-only file?)")
+        _check_training_state(state, resume if resume != "auto" else run_dir)
         old, new = state["config"], to_dict(cfg)
         fixed = {"data": ("source", "shape", "channels", "periodic"), "G": None, "D": None}
         for section, keys in fixed.items():
@@ -275,8 +278,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             run_dir.mkdir(parents=True, exist_ok=True)
             lock = lock_run_folder(run_dir)
             for stale in stale_temporaries(run_dir):  # half-written by a killed run (SIGKILL, power cut)
-                print(f"removing {stale.name}: a file a killed run did not finish writing")
-                stale.unlink()
+                print(f"removing {stale.name}: left by a killed run")
+                stale.rmdir() if stale.is_dir() else stale.unlink()
             resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
             atomic_write(run_dir / "config.yaml", lambda p: Path(p).write_text(resolved))
             writer = _tensorboard(run_dir)
@@ -491,15 +494,16 @@ def log_metrics(evaluator, G_ema, run_dir: Path, writer, nimg: int, step: int) -
 
 def lock_run_folder(run_dir: Path):
     """Hold an exclusive lock on ``run_dir/.lock`` while training (the returned file; closing it releases the
-    lock): a second process training into the same folder is refused. Where ``fcntl`` is missing (Windows) no
-    lock is taken."""
+    lock): a second process training into the same folder is refused. A POSIX record lock (``lockf``), not
+    ``flock``: DataLoader workers forked during the run must not inherit it and outlive the trainer. Where
+    ``fcntl`` is missing (Windows) no lock is taken."""
     try:
         import fcntl
     except ImportError:
         return None
     f = open(run_dir / ".lock", "a")
     try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.close()
         raise FileExistsError(f"{run_dir}: another process is training into this folder; wait for it to finish "
@@ -514,7 +518,9 @@ _STALE = re.compile(rf"^{re.escape(TMP_PREFIX)}\d+-(checkpoint-\d{{9}}\.pt|(samp
 def stale_temporaries(run_dir: Path) -> list[Path]:
     """Temporary files of the names training writes (older ndgan versions' names too); only ever called while
     holding the run folder's lock, so none of them belongs to a live run."""
-    return [p for p in run_dir.iterdir() if _STALE.match(p.name) and p.is_file() and not p.is_symlink()]
+    files = [p for p in run_dir.iterdir() if _STALE.match(p.name) and p.is_file() and not p.is_symlink()]
+    probes = [p for p in run_dir.iterdir() if p.name.startswith(PROBE_PREFIX) and p.is_dir() and not any(p.iterdir())]
+    return files + probes
 
 
 def _exists(path) -> bool:

@@ -279,16 +279,41 @@ def test_a_killed_runs_temporaries_are_removed_and_nothing_else(tmp_path):
 
 
 def test_a_second_trainer_in_the_same_folder_is_refused(tmp_path, capsys):
-    import fcntl
-
     folder = tmp_path / "r"
     folder.mkdir()
-    with open(folder / ".lock", "a") as held:  # what a live training process holds
-        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    holder = subprocess.Popen(  # another process holding the lock, as a live training run does
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.lockf(f.fileno(), "
+         "fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()", str(folder / ".lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
         assert cli(["configs/tiny2d.yaml", "train.kimg=0.008", "--out", str(folder)]) == 2
         assert "another process is training into this folder" in capsys.readouterr().err
         assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # nothing written beside the lock
+    finally:
+        holder.stdin.close()
+        holder.wait()
     assert cli(["configs/tiny2d.yaml", "train.kimg=0.008", "--out", str(folder)]) == 0  # released: trains
+
+
+def test_the_lock_is_not_inherited_by_forked_workers(tmp_path):
+    from ndgan.train.loop import lock_run_folder
+
+    lock = lock_run_folder(tmp_path)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a DataLoader worker forked while the lock is held, outliving the trainer
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    try:
+        lock.close()
+        lock_run_folder(tmp_path).close()  # an inherited flock would still be held by the worker: refused
+    finally:
+        os.close(r)
+        os.write(w, b"x")
+        os.close(w)
+        os.waitpid(pid, 0)
 
 
 def test_overrides_may_follow_the_flags(tmp_path):
