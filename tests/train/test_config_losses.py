@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ndgan import losses
+from ndgan.train import checkpoint as ckpt
 from ndgan.train.config import ConfigError, from_dict, load_config, to_dict
 from ndgan.train.loop import lazy_adam, mixed_ws
 
@@ -112,7 +113,6 @@ def test_yaml_1_1_floats_and_empty_sections(tmp_path):
 def test_checkpoint_prune_and_torn_files(tmp_path):
     import warnings
 
-    from ndgan.train import checkpoint as ckpt
 
     for nimg in (8, 16, 24):
         ckpt.save({"nimg": nimg}, tmp_path / ckpt.checkpoint_name(nimg))
@@ -155,3 +155,32 @@ def test_average_gradients_averages_across_processes(tmp_path):
     mp.spawn(_average_worker, args=(str(tmp_path / "store"), str(tmp_path / "g")), nprocs=2)
     for rank in range(2):
         torch.testing.assert_close(torch.load(tmp_path / f"g{rank}.pt"), torch.full((3,), 1.5))  # (1 + 2) / 2
+
+
+def test_sigkill_in_the_middle_of_a_checkpoint_write_keeps_a_loadable_one(tmp_path):
+    """The kill test's random moments rarely land inside a write of a tiny checkpoint; here they always do:
+    a process rewrites a 64 MB checkpoint in a loop and is SIGKILLed mid-write. The file must load, whole."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "checkpoint-000000016.pt"
+    script = ("import sys, torch; from ndgan.train import checkpoint as ckpt\n"
+              "path = sys.argv[1]; i = 0\n"
+              "while True:\n"
+              "    ckpt.save({'w': torch.full([16 * 2**20], float(i)), 'i': i}, path); i += 1\n"
+              "    if i == 1: print('ready', flush=True)\n")
+    rng = random.Random(0)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        state = ckpt.load(path)
+        assert torch.equal(state["w"], torch.full([16 * 2**20], float(state["i"])))
+    left = [p.name for p in tmp_path.iterdir() if p.name != path.name]
+    print(f"temporaries left by the kills: {left}")
+    assert all(name.startswith(".tmp-") for name in left)
