@@ -147,16 +147,15 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                              f"choose another --out")
     elif resume:
         state = ckpt.load(resume)  # a .safetensors generator export is refused here, with the reason
-        _check_training_state(state, resume)
-        newer = [p.name for p in existing if ckpt.checkpoint_nimg(p) > state.get("nimg", 0)]
-        if newer:
-            raise FileExistsError(f"--resume {resume}: {run_dir} holds newer checkpoints ({newer[-1]}) that this run "
-                                  f"would overwrite; choose another --out to branch off from {Path(resume).name}")
     elif existing:
         raise FileExistsError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume auto to continue "
                               f"it, or choose another --out")
     if state is not None:
         _check_training_state(state, resume if resume != "auto" else run_dir)
+        newer = [p.name for p in existing if ckpt.checkpoint_nimg(p) > state["nimg"]]
+        if newer and resume != "auto":  # (auto skipped only newer ones that do not load)
+            raise FileExistsError(f"--resume {resume}: {run_dir} holds newer checkpoints ({newer[-1]}) that this run "
+                                  f"would overwrite; choose another --out to branch off from {Path(resume).name}")
         old, new = state["config"], to_dict(cfg)
         fixed = {"data": ("source", "shape", "channels", "periodic"), "G": None, "D": None}
         for section, keys in fixed.items():
@@ -279,7 +278,10 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             lock = lock_run_folder(run_dir)
             for stale in stale_temporaries(run_dir):  # half-written by a killed run (SIGKILL, power cut)
                 print(f"removing {stale.name}: left by a killed run")
-                stale.rmdir() if stale.is_dir() else stale.unlink()
+                if stale.is_dir():
+                    stale.rmdir()
+                else:
+                    stale.unlink()
             resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
             atomic_write(run_dir / "config.yaml", lambda p: Path(p).write_text(resolved))
             writer = _tensorboard(run_dir)

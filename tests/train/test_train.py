@@ -334,3 +334,12 @@ def test_a_failed_start_releases_the_run_folder_lock(tmp_path, monkeypatch):
     monkeypatch.undo()
     run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.008")  # the same process may train there again
     assert (tmp_path / "r" / "checkpoint-000000008.pt").exists() and failed.traceback
+
+
+def test_resume_auto_continues_past_a_torn_newest_checkpoint(tmp_path):
+    run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.008", "train.snapshot_kimg=0.008")
+    (tmp_path / "r" / "checkpoint-000000016.pt").write_bytes(b"torn by a power cut")
+    with pytest.warns(UserWarning, match="skipping .*checkpoint-000000016.pt"):
+        run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.016", "train.snapshot_kimg=0.008", resume="auto")
+    state = torch.load(tmp_path / "r" / "checkpoint-000000016.pt", weights_only=True)  # rewritten whole
+    assert state["nimg"] == 16 and state["step"] == 2
