@@ -88,6 +88,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "float32"  # float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
     compile: bool = False  # torch.compile the main forward passes
+    cpu_malloc_cache: bool = True  # CPU on Linux/glibc: malloc reuses freed large blocks (ndgan.train.loop.cache_cpu_allocations)
     grid_size: int = 16  # samples in each snapshot grid
     max_rollbacks: int = 3  # non-finite values roll back to the newest checkpoint at most this often, then stop
     rollback_lr_factor: float = 0.5  # learning rates are multiplied by this at every rollback

@@ -194,6 +194,18 @@ def test_pad_circular_equals_explicit_wrap():
     torch.testing.assert_close(ops.pad(x, [(-1, -2)])[0, 0], torch.tensor([1.0, 2.0]))
 
 
+@pytest.mark.parametrize("pads", [[(1, 2), (0, 3), (4, 4)], [(5, 0), (2, 2), (0, 1)], [(-1, 2), (3, -2), (6, 1)]])
+def test_pad_circular_every_path_equals_np_wrap(pads):
+    """Halos within one period (copies of the ends), crops and wraps beyond a period, per axis, in 3D."""
+    x = torch.randn(2, 3, 5, 4, 4, dtype=torch.float64, requires_grad=True)
+    want = x.detach().numpy()
+    for axis, (p0, p1) in enumerate(pads, start=2):
+        want = np.take(want, np.arange(-p0, want.shape[axis] + p1), axis=axis, mode="wrap")
+    got = ops.pad(x, pads, mode="circular")
+    np.testing.assert_array_equal(got.detach().numpy(), want)
+    assert gradcheck(lambda t: ops.pad(t, pads, mode="circular"), (x,), fast_mode=True)
+
+
 @pytest.mark.parametrize("nd", [2, 3])
 def test_upfirdn_gradcheck_per_axis_factors_and_crops(nd):
     x = torch.randn(1, 1, *{2: (4, 5), 3: (3, 4, 3)}[nd], dtype=torch.float64, requires_grad=True)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -343,3 +345,30 @@ def test_resume_auto_continues_past_a_torn_newest_checkpoint(tmp_path):
         run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.016", "train.snapshot_kimg=0.008", resume="auto")
     state = torch.load(tmp_path / "r" / "checkpoint-000000016.pt", weights_only=True)  # rewritten whole
     assert state["nimg"] == 16 and state["step"] == 2
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc: Linux only")
+def test_cpu_malloc_cache_reuses_freed_large_blocks():
+    """Measured by the kernel: a step that allocates and frees three 32 MB tensors faults in fresh pages every
+    time by default (malloc maps each anew); once cache_cpu_allocations() has run, freed blocks are reused (in
+    these runs 0 to 2 of the 9 allocations of the measured steps still found no free block)."""
+    script = ("import resource, sys, torch\n"
+              "from ndgan.train.loop import cache_cpu_allocations\n"
+              "applied = cache_cpu_allocations() if sys.argv[1] == 'on' else None\n"
+              "def step():\n"
+              "    a = torch.ones(8 * 2**20 + 1000); b = a * 2; c = b + a\n"  # just above glibc's 32 MB limit
+              "    return float(c[0])\n"
+              "for _ in range(3): step()\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+              "for _ in range(3): step()\n"
+              "print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n")
+    faults = {}
+    for mode in ("off", "on"):
+        out = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+        applied, count = out.stdout.split()
+        assert applied == {"off": "None", "on": "True"}[mode]
+        faults[mode] = int(count)
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not (thp.exists() and "[always]" in thp.read_text()):  # with 2 MiB pages a fresh mapping faults 16 times
+        assert faults["off"] > 70000, faults  # 9 x 8193 pages of 4 KiB, faulted in afresh
+    assert faults["on"] < faults["off"] / 3, faults
