@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ def _run(args) -> int:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         profiler = _profiler(device) if args.profile else None
-        with profiler or _nothing():
+        with profiler or nullcontext():
             train(cfg, Path(tmp) / "run")
         stats = [json.loads(line) for line in (Path(tmp) / "run" / "stats.jsonl").read_text().splitlines()]
     timed = [s["sec_per_kimg"] for s in stats[1:]] or [stats[0]["sec_per_kimg"]]
@@ -130,14 +131,6 @@ def _profiler(device):
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     return torch.profiler.profile(activities=activities)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 if __name__ == "__main__":

@@ -11,22 +11,21 @@ Unreadable files are skipped and reported; the output is written to a temporary 
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 from .. import cli
-from ..files import check_free_space
+from ..files import atomic_write, check_free_space
 
 
 def _write(out, arrays, meta, extra=None):
     import h5py
 
     check_free_space(out, sum(a.nbytes for a in arrays), f"{len(arrays)} samples")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp):
         with h5py.File(tmp, "w") as h5:
             first = arrays[0]
             ds = h5.create_dataset("data", (len(arrays), *first.shape), "float32", chunks=(1, *first.shape),
@@ -38,10 +37,8 @@ def _write(out, arrays, meta, extra=None):
                     ds.attrs[key] = value
             for key, value in (extra or {}).items():
                 h5.create_dataset(key, data=value)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(out, write)  # temporary file, renamed when complete
 
 
 def convert(src, out, shape=None, spacing=None, channels=None, patterns=None, spatial_dims=None, overwrite=False):

@@ -32,14 +32,13 @@ so the cap changes no unclipped value and lets the transforms run in float32.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
 from .. import cli
-from ..files import check_free_space
+from ..files import atomic_write, check_free_space
 
 EPSILON_K = 115.0  # probe-O well depth, eps / k_B in kelvin
 SIGMA_A = 3.47  # probe-O size, Angstrom
@@ -135,8 +134,8 @@ def write_hdf5(path, n: int, size: int = 32, seed: int = 0, overwrite: bool = Fa
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent}: output folder does not exist")
     check_free_space(path, n * 2 * size**3 * 4, f"{n} energy grids of {size}^3")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp):
         with h5py.File(tmp, "w") as h5:
             data = h5.create_dataset("data", shape=(n, 2, size, size, size), dtype="float32",
                                      chunks=(1, 2, size, size, size), compression="gzip", compression_opts=1)
@@ -162,10 +161,8 @@ def write_hdf5(path, n: int, size: int = 32, seed: int = 0, overwrite: bool = Fa
                 h5.attrs[key] = value
             edges.attrs["units"] = "Angstrom"
             radii.attrs["units"] = "Angstrom"
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(path, write)  # temporary file, renamed when complete
     return path
 
 

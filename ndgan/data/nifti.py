@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import check_free_space
+from ..files import atomic_write, check_free_space
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
@@ -184,8 +184,6 @@ class NiftiDataset(Dataset):
 def cache_hdf5(dataset: NiftiDataset, out, overwrite=False):
     """Write every processed subject to ``out`` (HDF5 ``data`` [N, C, *S], ``affines`` [N, 4, 4], ``ranges``
     [N, C, 2]) with the dataset metadata as attributes; written to a temporary file, then renamed."""
-    import os
-
     import h5py
 
     out = Path(out)
@@ -193,8 +191,8 @@ def cache_hdf5(dataset: NiftiDataset, out, overwrite=False):
         raise FileExistsError(f"{out}: already exists; pass overwrite=True to replace it")
     check_free_space(out, len(dataset) * dataset.channels * int(np.prod(dataset.shape)) * 4,
                      f"the cache of {len(dataset)} subjects")
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+
+    def write(tmp):
         with h5py.File(tmp, "w") as h5:
             n, c = len(dataset), dataset.channels
             data = h5.create_dataset("data", (n, c, *dataset.shape), "float32", chunks=(1, c, *dataset.shape),
@@ -210,8 +208,6 @@ def cache_hdf5(dataset: NiftiDataset, out, overwrite=False):
                 data.attrs[key] = value
             data.attrs["range_note"] = ("per-subject percentile ranges in 'ranges'; channel_value_ranges are their "
                                         "medians, value_range the first channel's")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    atomic_write(out, write)  # temporary file, renamed when complete
     return out
