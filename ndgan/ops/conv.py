@@ -176,11 +176,14 @@ def modulated_conv(x, weight, styles, noise=None, up=1, down=1, padding=0, resam
         weight = weight * (1 / math.sqrt(i * math.prod(k)) / weight.abs().amax(dim=spatial, keepdim=True))
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
 
-    w = dcoefs = None
-    if demodulate or fused:
-        w = weight.unsqueeze(0) * styles.reshape(n, 1, i, *ones)  # Modulation, eq. 1: [N, O, I, *k]
-    if demodulate:  # Demodulation, eq. 3, in float32 at least (1e-8 is 0 in float16): [N, O]
-        dcoefs = (w.to(torch.promote_types(w.dtype, torch.float32)).square().sum(dim=list(range(2, w.ndim))) + 1e-8).rsqrt()
+    dcoefs = None
+    if demodulate:
+        # Demodulation, eq. 3: sum over I and k of (w * s)^2 = sum over I of s^2 * (sum over k of w^2), so the
+        # [N, O, I, *k] modulated weights are never needed for it. In float32 at least (1e-8 is 0 in float16),
+        # and with elementwise ops that autocast leaves in that precision: [N, O].
+        full = torch.promote_types(weight.dtype, torch.float32)
+        w2 = weight.to(full).square().sum(dim=list(range(2, weight.ndim)))  # [O, I]
+        dcoefs = ((styles.to(full).square().unsqueeze(1) * w2).sum(dim=2) + 1e-8).rsqrt()
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, i, *ones)
@@ -189,6 +192,7 @@ def modulated_conv(x, weight, styles, noise=None, up=1, down=1, padding=0, resam
             x = x * dcoefs.to(x.dtype).reshape(n, o, *ones)
         return _add_noise(x, noise)
 
+    w = weight.unsqueeze(0) * styles.reshape(n, 1, i, *ones)  # Modulation, eq. 1: [N, O, I, *k]
     if demodulate:
         w = w * dcoefs.to(w.dtype).reshape(n, o, 1, *ones)  # [N, O, I, *k]
     x = x.reshape(1, n * i, *x.shape[2:])  # [1, N*I, *S]

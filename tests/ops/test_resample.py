@@ -76,6 +76,31 @@ def test_upfirdn_per_axis_factors(nd):
     torch.testing.assert_close(got, brute_upfirdn(x, f, up, down, pads), rtol=1e-10, atol=1e-10)
 
 
+def _up_cases():
+    for nd, taps, up, pair in itertools.product(ND, [1, 2, 3, 5, 7], [2, 3, 4], [(0, 0), (3, 1), (-2, 5), (6, -3)]):
+        ups = [up, 1, up + 1][:nd]  # an axis without up-sampling, and factors that differ per axis
+        pads = [pair if a % 2 == 0 else pair[::-1] for a in range(nd)]  # a different padding per axis
+        if all(s * u + p0 + p1 - taps + 1 >= 1 for s, u, (p0, p1) in zip(SHAPES[nd], ups, pads)):
+            yield nd, taps, ups, pads
+
+
+@pytest.mark.parametrize("nd, taps, ups, pads", list(_up_cases()))
+@pytest.mark.parametrize("flip", [False, True])
+def test_both_up_sampling_paths_match_brute_force(nd, taps, ups, pads, flip):
+    """Up-sampling runs polyphase on CPU (one depthwise conv over all phases, then interleaved) and as a
+    depthwise transposed conv on other devices; both are checked here, on CPU, for filter lengths shorter,
+    equal and longer than the factor (phases of unequal length), odd and even, crops and long pads."""
+    from ndgan.ops.resample import _polyphase_up, _transposed_up
+
+    x = torch.randn(2, 3, *SHAPES[nd], dtype=torch.float64)
+    f = torch.randn(taps, dtype=torch.float64)
+    expected = brute_upfirdn(x, f, ups, [1] * nd, pads, flip, 1.5)
+    for path in (_polyphase_up, _transposed_up):
+        got = path(x, f, ups, pads, flip, 1.5)
+        assert got.shape == expected.shape, path.__name__
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-10, msg=path.__name__)
+
+
 @pytest.mark.parametrize("nd", ND)
 def test_upfirdn_output_shape_formula(nd):
     x = torch.randn(1, 1, *SHAPES[nd])
