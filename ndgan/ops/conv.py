@@ -87,12 +87,12 @@ def conv_resample(x, weight, f=None, up=1, down=1, padding=0, groups=1, padding_
     pads = _resample_pads(pads, taps, up, down)
     weight = weight.to(x.dtype)
 
-    def run(y):
+    def run(y, pads):
         return _conv_resample_zeros(y, weight, f, up, down, pads, groups)
 
     if padding_mode == "circular":
         return periodic(run, x, (up,) * nd, (down,) * nd, pads, _support(k, taps, up, down))
-    return run(x)
+    return run(x, pads)
 
 
 def _conv_resample_zeros(x, weight, f, up, down, pads, groups):

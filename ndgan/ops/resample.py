@@ -84,14 +84,14 @@ def upfirdn(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, padding_mo
     taps = 1 if f is None else f.numel()
     _check_output(x, up, down, pads, (taps,) * nd, "upfirdn")
 
-    def run(y):
+    def run(y, pads):
         if f is None or f.requires_grad:  # plain autograd (also differentiates with respect to the taps)
             return _upfirdn_zeros(y, f, up, down, pads, flip_filter, gain)
         return _UpFirDn.apply(y, f, up, down, pads, flip_filter, gain)
 
     if padding_mode == "circular":
         return periodic(run, x, up, down, pads, (taps,) * nd)
-    return run(x)
+    return run(x, pads)
 
 
 class _UpFirDn(torch.autograd.Function):
@@ -226,20 +226,15 @@ def _check_output(x, up, down, pads, support, op):
 def periodic(run, x, up, down, pads, support):
     """Evaluate a zero-padded resampling op as if ``x`` were periodic (circular padding).
 
-    ``run`` must be the op "zero-stuff by up, pad by pads, filter with support K, keep every down-th sample"
-    (per axis). Wrapping a halo of ``h`` input samples around x, with ``h*up >= max(p0, p1)`` and
-    ``h*up`` divisible by ``down``, keeps the zero padding out of every output we keep.
+    ``run(y, pads)`` must be the op "zero-stuff by up, pad by pads (negative crops), filter with support K,
+    keep every down-th sample" (per axis). Wrapping ``ceil(p / up)`` input samples around each side of x covers
+    the padding with the periodic signal; what the whole samples overshoot is cropped by a padding of
+    ``p - h * up`` (in ``(-up, 0]``), so ``run`` computes exactly the requested output and nothing more.
     """
-    halos = []
-    for u, d, (p0, p1) in zip(up, down, pads):
-        h = math.ceil(max(p0, p1, 0) / u)
-        while (h * u) % d:
-            h += 1
-        halos.append(h)
-    out = _check_output(x, up, down, pads, support, "periodic resampling")
-    y = run(ndops.pad(x, [(h, h) for h in halos], mode="circular"))
-    starts = [h * u // d for h, u, d in zip(halos, up, down)]
-    return ndops.spatial_slice(y, starts, out)
+    _check_output(x, up, down, pads, support, "periodic resampling")
+    halos = [(-(-max(p0, 0) // u), -(-max(p1, 0) // u)) for u, (p0, p1) in zip(up, pads)]
+    rest = [(p0 - h0 * u, p1 - h1 * u) for u, (p0, p1), (h0, h1) in zip(up, pads, halos)]
+    return run(ndops.pad(x, halos, mode="circular"), rest)
 
 
 def upfirdn_reference(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, padding_mode="zeros"):
