@@ -194,7 +194,7 @@ class ModulatedConv(nn.Module):
         self.noise = None if noise_shape is None else NoiseInjection(spatial_dims, noise_shape)
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(self, x, w, noise_mode="random", fused=True, gain=1.0):
+    def forward(self, x, w, noise_mode="random", fused=None, gain=1.0):
         _check_input(self, x, self.in_channels)
         _check_w(self, w, x)
         if noise_mode not in NOISE_MODES:
@@ -235,7 +235,7 @@ class ToOutput(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1 / math.sqrt(in_channels * math.prod(self.kernel_size))
 
-    def forward(self, x, w, fused=True):
+    def forward(self, x, w, fused=None):
         _check_input(self, x, self.in_channels)
         _check_w(self, w, x)
         styles = self.affine(w) * self.weight_gain

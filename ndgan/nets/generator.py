@@ -70,7 +70,7 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 1 if in_channels == 0 else 2
         self.num_torgb = int(self.torgb is not None)
 
-    def forward(self, x, img, ws, noise_mode="random", fused=True):
+    def forward(self, x, img, ws, noise_mode="random", fused=None):
         """x ``[N, in, *S/2]`` (None for the first block), img ``[N, C, *S/2]`` or None, ws ``[N, k, w_dim]``."""
         w_iter = iter(ws.unbind(dim=1))
         full = self.conv1.weight.dtype  # full precision follows the parameters (float32, or float64 in tests)
@@ -128,7 +128,7 @@ class SynthesisNetwork(nn.Module):
             self.num_ws += block.num_conv
         self.num_ws += self.blocks[-1].num_torgb
 
-    def forward(self, ws, noise_mode="random", fused=True):
+    def forward(self, ws, noise_mode="random", fused=None):
         if not isinstance(ws, torch.Tensor) or ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             got = tuple(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
             raise ValueError(f"ws: expected [N, num_ws, w_dim] = [N, {self.num_ws}, {self.w_dim}], got {got}")
@@ -176,7 +176,7 @@ class Generator(nn.Module):
             padding_mode=padding_mode, resample_filter=tuple(float(t) for t in resample_filter),
             mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
 
-    def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random", fused=True,
+    def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random", fused=None,
                 update_w_avg=None):
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg)
         return self.synthesis(ws, noise_mode, fused)

@@ -233,3 +233,15 @@ def test_float16_demodulation_keeps_its_epsilon():
         got = ops.modulated_conv(x, w, s, fused=fused)
         assert torch.isfinite(got).all()  # the epsilon in float16 would be 0: 0/0 = nan
         torch.testing.assert_close(got.double(), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_choose_fused_picks_the_measured_path():
+    """CPU: unfused always (faster in every measured case); other devices: fused only for float32 inference."""
+    cpu = torch.zeros(1, 1, 2)
+    meta = torch.zeros(1, 1, 2, device="meta")
+    with torch.no_grad():
+        assert not ops.choose_fused(cpu)
+        assert ops.choose_fused(meta)
+        assert not ops.choose_fused(meta.bfloat16())
+    assert not ops.choose_fused(cpu)
+    assert not ops.choose_fused(meta)
