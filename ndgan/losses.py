@@ -14,13 +14,19 @@ import torch.nn.functional as F
 
 
 def d_logistic(real_logits, fake_logits):
-    """Discriminator non-saturating logistic loss: ``softplus(D(fake)) + softplus(-D(real))``, batch mean."""
-    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+    """Discriminator non-saturating logistic loss: ``softplus(D(fake)) + softplus(-D(real))``, batch mean.
+
+    In float32 at least, also when the logits come from an autocast region in reduced precision."""
+    return F.softplus(_full(fake_logits)).mean() + F.softplus(-_full(real_logits)).mean()
 
 
 def g_nonsaturating(fake_logits):
-    """Generator non-saturating loss: ``softplus(-D(G(z)))``, batch mean."""
-    return F.softplus(-fake_logits).mean()
+    """Generator non-saturating loss: ``softplus(-D(G(z)))``, batch mean, in float32 at least."""
+    return F.softplus(-_full(fake_logits)).mean()
+
+
+def _full(x):
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def r1_penalty(real_logits, reals):
@@ -54,11 +60,11 @@ def path_length_penalty(lengths, pl_mean, decay):
 
 
 def wgan_d(real_logits, fake_logits):
-    return fake_logits.mean() - real_logits.mean()
+    return _full(fake_logits).mean() - _full(real_logits).mean()
 
 
 def wgan_g(fake_logits):
-    return -fake_logits.mean()
+    return -_full(fake_logits).mean()
 
 
 def gradient_penalty(D, reals, fakes, c=None):
