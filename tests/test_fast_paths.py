@@ -2,7 +2,9 @@
 
 The paths: fused and unfused modulated convolution (``fused=None`` picks one per device), polyphase and
 transposed-conv up-sampling (picked per device, rank and dtype), exact periodic padding, and bfloat16 autocast
-(float32 demodulation and losses). The reference is the same network in float64 with the fused path.
+(float32 demodulation and losses). The reference is the same network in float64 running the slow literal ops
+instead (``modulated_conv_reference``, ``conv_resample_reference``, ``upfirdn_reference``: per-sample weights,
+explicit zero-stuffing and dense filters, circular padding by index arithmetic), so no fast path checks itself.
 
 Tolerances: relative rms error ``rms(fast - reference) / rms(reference)`` of the samples and losses, and of
 all of a network's parameter gradients taken together:
@@ -10,12 +12,14 @@ all of a network's parameter gradients taken together:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from unittest import mock
 
 import pytest
 import torch
 
-from ndgan import losses
+from ndgan import losses, ops
 from ndgan.nets import Discriminator, Generator
 from ndgan.ops.resample import _polyphase_up, _transposed_up
 
@@ -65,6 +69,23 @@ def _step(G, D, z, reals, dtype, fused):
     return fakes, (d_loss, g_loss), d_grads, [p.grad.clone() for p in G.parameters()]
 
 
+@contextlib.contextmanager
+def _reference_ops():
+    """Route the networks' op calls to the slow reference implementations."""
+    def modulated_conv(*args, fused=None, **kwargs):
+        return ops.modulated_conv_reference(*args, **kwargs)
+
+    def fast_path(*args, **kwargs):
+        raise AssertionError("a fast path ran inside the reference")
+
+    with mock.patch.object(ops, "modulated_conv", modulated_conv), \
+            mock.patch.object(ops, "conv_resample", ops.conv_resample_reference), \
+            mock.patch("ndgan.ops.resample.upfirdn", ops.upfirdn_reference), \
+            mock.patch("ndgan.ops.resample._upfirdn_zeros", fast_path), \
+            mock.patch("ndgan.ops.conv._conv_resample_zeros", fast_path):
+        yield
+
+
 def _rel(got, ref):
     if isinstance(got, list):  # all of a network's gradients as one vector
         got, ref = torch.cat([g.flatten() for g in got]), torch.cat([r.flatten() for r in ref])
@@ -77,8 +98,9 @@ def _rel(got, ref):
 def test_training_passes_match_float64(nd, shape, periodic, dtype, fused):
     G, D = _networks(nd, shape, periodic)
     z, reals = torch.randn(4, 16), torch.randn(4, 2, *shape)
-    ref = _step(copy.deepcopy(G).double(), copy.deepcopy(D).double(), z.double(), reals.double(), torch.float64,
-                True)
+    with _reference_ops():
+        ref = _step(copy.deepcopy(G).double(), copy.deepcopy(D).double(), z.double(), reals.double(),
+                    torch.float64, True)
     fakes, step_losses, d_grads, g_grads = _step(G, D, z, reals, dtype, fused)
     tol = TOL[dtype]
     assert fakes.dtype == torch.float32  # the image accumulates in float32 under autocast too

@@ -164,9 +164,15 @@ def choose_fused(x) -> bool:
     float32 and bfloat16; benchmarks/RESULTS.md). Elsewhere the choice follows StyleGAN2-ADA: fused for float32
     inference, unfused for training (with gradients) and reduced precision.
     """
-    if x.device.type == "cpu":
+    kind = x.device.type
+    autocast = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+    return _fused_rule(kind, x.dtype, torch.is_grad_enabled(), autocast)
+
+
+def _fused_rule(device_type, dtype, grad_enabled, autocast) -> bool:
+    if device_type == "cpu":
         return False
-    return not torch.is_grad_enabled() and x.dtype == torch.float32
+    return not grad_enabled and dtype == torch.float32 and not autocast  # autocast: float32 in, reduced compute
 
 
 def modulated_conv(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,

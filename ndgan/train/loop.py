@@ -246,8 +246,10 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     for net in (G, D, G_ema):
         distributed.broadcast_module(net)
     g_params, d_params = list(G.parameters()), list(D.parameters())  # for the optimiser steps, built once
-    synthesis = torch.compile(G.synthesis) if t.compile else G.synthesis  # R1 and path length stay uncompiled:
-    D_main = torch.compile(D) if t.compile else D  # compiled graphs do not support double backward
+    # Compiled with static shapes (every batch has the same shape); R1 and path length stay uncompiled:
+    # compiled graphs do not support double backward.
+    synthesis = torch.compile(G.synthesis, dynamic=False) if t.compile else G.synthesis
+    D_main = torch.compile(D, dynamic=False) if t.compile else D
     per_rank = t.batch // world
     group = cfg.D.mbstd_group_size
     if cfg.D.mbstd_num_channels and group and per_rank % min(group, per_rank):

@@ -245,3 +245,10 @@ def test_choose_fused_picks_the_measured_path():
         assert not ops.choose_fused(meta.bfloat16())
     assert not ops.choose_fused(cpu)
     assert not ops.choose_fused(meta)
+    # Under autocast a float32 tensor is computed in reduced precision: unfused, as for bfloat16 tensors.
+    from ndgan.ops.conv import _fused_rule
+
+    assert _fused_rule("cuda", torch.float32, False, False)
+    assert not _fused_rule("cuda", torch.float32, False, True)
+    assert not _fused_rule("cuda", torch.float32, True, False)
+    assert not _fused_rule("cpu", torch.float32, False, False)
