@@ -16,7 +16,6 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ndgan.ops import nd as ndops
 from ndgan.ops.conv import conv_resample
