@@ -30,7 +30,7 @@ from ..nets import Discriminator, Generator
 from ..viz.grid import sample_grid, save_png
 from . import checkpoint as ckpt
 from . import distributed
-from .config import Config, ConfigError, to_dict
+from .config import Config, ConfigError, from_dict, to_dict
 
 
 def source_options(data) -> dict:
@@ -129,7 +129,10 @@ def _check_training_state(state: dict, where) -> None:
 
 
 def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
-    """Train according to ``cfg`` into ``run_dir``; ``resume`` is None, 'auto' or a checkpoint path."""
+    """Train according to ``cfg`` into ``run_dir``; ``resume`` is None, 'auto' or a checkpoint path.
+
+    A config built in code gets the same type and range checks as one read from YAML."""
+    cfg = from_dict(to_dict(cfg))
     t, run_dir = cfg.train, Path(run_dir)
     rank, world, device = distributed.setup(t.device)
     if t.batch % world:

@@ -184,3 +184,22 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write_keeps_a_loadable_one(tmp_pa
     left = [p.name for p in tmp_path.iterdir() if p.name != path.name]
     print(f"temporaries left by the kills: {left}")
     assert all(name.startswith(".tmp-") for name in left)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("kimg", 0, "train.kimg: expected a positive number"),
+    ("batch", 0, "train.batch: expected a positive batch size"),
+    ("kimg", "fast", "train.kimg"),
+])
+def test_train_checks_a_config_built_in_code(tmp_path, field, value, message):
+    """train(cfg) with a dataclass config built in Python (no YAML) runs the same checks as load_config,
+    before anything is written."""
+    import dataclasses
+
+    from ndgan.train import Config, train
+
+    cfg = Config()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **{field: value}))
+    with pytest.raises(ConfigError, match=message):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
