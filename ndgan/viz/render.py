@@ -41,13 +41,15 @@ def render(volume, mode="volume", spacing=(1.0, 1.0, 1.0), iso=None, units=None,
     grid.point_data["value"] = volume.flatten(order="F")
     energy = units == "K"
     lo, hi = float(volume.min()), float(volume.max())
+    # Three short labels (five in scientific notation overlap at 512 px), titled with the units when known.
+    bar = dict(title=units or "value", n_labels=3, fmt="%.3g")
     plotter = pv.Plotter(off_screen=True, window_size=list(window_size))
     plotter.set_background("white")
     if mode == "volume":
         # Opacity ramps: energies opaque where attractive (low), MRI opaque where bright.
         opacity = [0.9, 0.6, 0.3, 0.05, 0.0, 0.0] if energy else [0.0, 0.0, 0.05, 0.3, 0.6, 0.9]
         plotter.add_volume(grid, scalars="value", cmap=cmap or ("viridis" if energy else "bone"), opacity=opacity,
-                           clim=(lo, hi), show_scalar_bar=True)
+                           clim=(lo, hi), show_scalar_bar=True, scalar_bar_args=bar)
     elif mode == "isosurface":
         level = float(np.median(volume)) if iso is None else float(iso)
         if not lo < level < hi:
@@ -56,7 +58,7 @@ def render(volume, mode="volume", spacing=(1.0, 1.0, 1.0), iso=None, units=None,
         plotter.add_mesh(grid.outline(), color="black")
     else:
         plotter.add_mesh(grid.slice_orthogonal(), scalars="value", cmap=cmap or ("viridis" if energy else "gray"),
-                         clim=(lo, hi))
+                         clim=(lo, hi), scalar_bar_args=bar)
         plotter.add_mesh(grid.outline(), color="black")
     plotter.camera_position = "iso"
     plotter.camera.azimuth = azimuth
