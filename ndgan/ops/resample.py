@@ -8,6 +8,7 @@ anti-aliased decimation.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -168,37 +169,47 @@ def _transposed_up(x, f, up, pads, flip_filter, gain):
 def _polyphase_up(x, f, up, pads, flip_filter, gain):
     """Zero-stuff by ``up``, pad and filter (``down`` = 1) without touching the zeros: polyphase.
 
-    Output sample ``j = u*q + r`` of an axis only meets the taps ``t = u*s + c_r`` with ``c_r = r + T-1 - p0``:
-    phase ``r`` is a short filter run over x itself. All phases of all axes come out of one depthwise conv
-    with ``prod(up)`` outputs per channel, interleaved afterwards.
+    Output sample ``j = u*q + r`` of an axis only meets the taps ``t = u*s + c_r`` with ``c_r = r + T-1 - p0``,
+    ``s`` from ``s0_r`` to ``s1_r``: phase ``r`` is a filter of at most ``ceil(T/u)`` taps run over x itself. All
+    phases of all axes come out of one depthwise conv with ``prod(up)`` outputs per channel, each phase's taps
+    aligned to the start of the kernel (its outputs then start ``S1 - s1_r`` samples later), and are
+    interleaved into the result.
     """
     n, c, *size = x.shape
     nd = len(size)
     taps = f.numel()
     g = torch.cat([f.flip(0) if flip_filter else f, f.new_zeros(1)])  # true-convolution taps, then a zero
-    kernel, x_pads, lengths, phases = None, [], [], []
+    kernel, x_pads, lengths, phases, shifts = None, [], [], [], []
     for a, (u, (p0, p1), m) in enumerate(zip(up, pads, size)):
         offsets = [r + taps - 1 - p0 for r in range(u)]  # c_r
-        s0 = min(-(o // u) for o in offsets)  # smallest s with t >= 0 in some phase
-        s1 = max((taps - 1 - o) // u for o in offsets)  # largest s with t < T in some phase
-        k = s1 - s0 + 1
+        last = [(taps - 1 - o) // u for o in offsets]  # s1_r: the largest s with t < T
+        k = max(s1 + o // u + 1 for s1, o in zip(last, offsets))  # taps of the longest phase (s0_r = -(c_r // u))
+        top = max(last)
         length = m * u + p0 + p1 - taps + 1
-        q = -(-length // u)  # phases computed per axis (the last ones may run past the output: cropped)
-        index = [[u * s + o if 0 <= u * s + o < taps else taps for s in range(s1, s0 - 1, -1)] for o in offsets]
-        h = g[torch.tensor(index, device=f.device)]  # [u, k], correlation order (s descending)
+        q = -(-length // u)  # outputs per phase (the last ones may run past the output: cropped)
+        # Kernel index i of phase r holds tap u * (s1_r - i) + c_r (correlation order), or the zero.
+        index = [[u * (s1 - i) + o if 0 <= u * (s1 - i) + o < taps else taps for i in range(k)]
+                 for o, s1 in zip(offsets, last)]
+        h = g[torch.tensor(index, device=f.device)]  # [u, k]
         shape = [1] * (2 * nd)
         shape[a], shape[nd + a] = u, k
         kernel = h.reshape(shape) if kernel is None else kernel * h.reshape(shape)
-        x_pads.append((s1, q + k - 1 - m - s1))  # x[q - s1 + i] feeds output q at kernel index i
+        shift = [top - s1 for s1 in last]  # phase r's output q sits at conv output q + shift[r]
+        x_pads.append((top, q + max(shift) + k - 1 - m - top))  # x[j - top + i] feeds conv output j
         lengths.append(length)
         phases.append(q)
+        shifts.append(shift)
     p = math.prod(up)
     kernel = (kernel * gain).to(x.device, x.dtype).reshape(1, p, *kernel.shape[nd:])
     weight = kernel.expand(c, p, *kernel.shape[2:]).reshape(c * p, 1, *kernel.shape[2:])  # [C*P, 1, *k]
-    y = ndops.conv(ndops.pad(x, x_pads), weight, groups=c)  # [N, C*P, *Q]: channel-major, then phases
-    y = y.reshape(n, c, *up, *phases)
-    order = [0, 1] + [i for a in range(nd) for i in (2 + nd + a, 2 + a)]  # [N, C, Q1, u1, Q2, u2, ...]
-    y = y.permute(order).reshape(n, c, *(q * u for q, u in zip(phases, up)))
+    z = ndops.conv(ndops.pad(x, x_pads), weight, groups=c)  # [N, C*P, *Q']: channel-major, then phases
+    z = z.reshape(n, c, *up, *z.shape[2:])
+    y = x.new_empty(n, c, *[v for q, u in zip(phases, up) for v in (q, u)])  # [N, C, Q1, u1, Q2, u2, ...]
+    for combo in itertools.product(*[range(u) for u in up]):
+        src = z[(slice(None), slice(None)) + combo +
+                tuple(slice(shift[r], shift[r] + q) for shift, r, q in zip(shifts, combo, phases))]
+        y[(slice(None), slice(None)) + tuple(v for r in combo for v in (slice(None), r))] = src
+    y = y.reshape(n, c, *(q * u for q, u in zip(phases, up)))
     return ndops.spatial_slice(y, [0] * nd, lengths)
 
 
