@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from PIL import Image
 
@@ -19,10 +18,10 @@ ROWS, COLS = 4, 5  # the script's style-mixing figure: row seeds 0-3, column see
 NOTE = "so this run uses the procedural 2D data"
 
 
-def run_example(*args):
+def run_example(*args, root=ROOT):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
     command = [sys.executable, "examples/train_faces_2d.py", "--kimg", "0.016", *args]  # batch 8: two steps
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -56,10 +55,15 @@ def check_figures(out: Path, stdout: str, frames: int):
 
 
 def test_without_images_falls_back_to_procedural_data(tmp_path):
-    if (ROOT / "data" / "ffhq-thumbnails128x128").exists():
-        pytest.skip("FFHQ thumbnails are present: the example trains on them instead of the fallback")
+    # The script looks for the thumbnails beside itself (ROOT/data/...): run it from a checkout copy without
+    # them, so the fallback is exercised even where a developer has FFHQ in this checkout.
+    checkout = tmp_path / "checkout"
+    (checkout / "examples").mkdir(parents=True)
+    (checkout / "examples" / "train_faces_2d.py").write_text((ROOT / "examples" / "train_faces_2d.py").read_text())
+    (checkout / "configs").symlink_to(ROOT / "configs")
     out = tmp_path / "run"
-    stdout = run_example("--out", str(out), "--frames", "5")
+    stdout = run_example("--out", str(out), "--frames", "5", root=checkout)
+    assert str(checkout / "data" / "ffhq-thumbnails128x128") in stdout  # the note names the folder it looked in
     assert stdout.count(NOTE) == 1 and "--images FOLDER" in stdout
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["source"] == "procedural"
     check_figures(out, stdout, frames=5)
