@@ -160,7 +160,7 @@ def _add_noise(x, noise):
 def choose_fused(x) -> bool:
     """Whether the fused modulated convolution is the faster path for ``x``.
 
-    On CPU the unfused path wins everywhere measured (training steps 1.2-1.4x, generation 1.0-1.6x, 2D and 3D,
+    On CPU the unfused path wins everywhere measured (training steps 1.08-1.37x, generation 1.02-1.64x, 2D and 3D,
     float32 and bfloat16; benchmarks/RESULTS.md). Elsewhere the choice follows StyleGAN2-ADA: fused for float32
     inference, unfused for training (with gradients) and reduced precision.
     """
