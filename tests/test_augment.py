@@ -164,16 +164,21 @@ def test_color_matrices_keep_grey_and_are_rotations_without_lumaflip():
     assert torch.allclose(desat @ torch.tensor([1.0, 0.0, 0.0]), torch.full((3,), 1 / 3), atol=1e-6)
 
 
-def test_brightness_and_contrast_act_per_channel():
-    x = _x(2, c=3)
+@pytest.mark.parametrize("c", [2, 3])
+def test_brightness_and_contrast_per_channel_or_shared_across_rgb(c):
+    x = _x(2, c=c, n=8)
     g = torch.Generator().manual_seed(3)
     y = A.augment(x, 1.0, ("brightness",), generator=g)
     offset = (y - x).flatten(2)
     assert torch.allclose(offset, offset[..., :1].expand_as(offset), atol=1e-6)  # one offset per channel
     assert offset[..., 0].std() > 0.05
+    spread = (offset[..., 0] - offset[:, :1, 0]).abs().max()  # do the channels of a sample get one offset?
+    assert (spread < 1e-6) if c == 3 else (spread > 1e-3)  # RGB: shared (no hue shift, as ADA); else per channel
     y = A.augment(x, 1.0, ("contrast",), generator=torch.Generator().manual_seed(4))
     ratio = (y / x).flatten(2)
     assert torch.allclose(ratio, ratio[..., :1].expand_as(ratio), rtol=1e-4)  # one gain per channel, about 0
+    spread = (ratio[..., 0] - ratio[:, :1, 0]).abs().max()
+    assert (spread < 1e-4) if c == 3 else (spread > 1e-3)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 METRICS = {
+    "classes": "class coverage, class-histogram distance and confidence of a classifier (metrics.features: "
+               "the digit classifier)",
     "fid": "Fréchet distance of features (Inception for 2D images; metrics.features for other data)",
     "kid": "kernel inception distance (x 1e3 is the usual report), same features as fid",
     "pr": "improved precision and recall (k = 3), same features as fid",
@@ -36,6 +38,8 @@ class MetricSettings:
     temperature: float = 298.0  # kelvin, for the energy metrics
     truncation_psi: float = 1.0
     seed: int = 0
+    real_path: str | None = None  # real side from this data (held-out samples of the training data's source); None: the training data
+    real_options: dict = field(default_factory=dict)  # source options for real_path over data.options (energy: {seed: 1, n: 2000})
 
 
 def check_names(names) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -24,7 +25,7 @@ from ..metrics.settings import MetricSettings, check_names, check_settings
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "procedural"  # images | hdf5 | nifti | energy | procedural (ndgan.data.open_dataset)
+    source: str = "procedural"  # images | hdf5 | nifti | energy | procedural | digits (ndgan.data.open_dataset)
     path: str | None = None  # file or folder of the data (not used by 'procedural')
     shape: tuple[int, ...] = (32, 32)  # per-axis sample shape; the networks' output shape
     channels: int = 3  # channels per sample (3 RGB, 2 energy grids, 1 MRI)
@@ -72,7 +73,7 @@ class TrainConfig:
     d_lr: float = 0.0025
     betas: tuple[float, float] = (0.0, 0.99)  # Adam betas (before the lazy-regularisation correction)
     loss: str = "nonsaturating"  # nonsaturating (StyleGAN2) | wgan-gp (the 3D port's)
-    r1_gamma: float = 10.0  # R1 weight (nonsaturating loss)
+    r1_gamma: float | Literal["auto"] = "auto"  # R1 weight (nonsaturating loss); auto: 0.0002 * prod(data.shape) / batch
     r1_interval: int = 16  # lazy R1 every this many D steps (0: off)
     gp_weight: float = 10.0  # gradient penalty weight (wgan-gp loss)
     pl_weight: float = 2.0  # path-length regularisation weight (0: off)
@@ -80,7 +81,7 @@ class TrainConfig:
     pl_batch_shrink: int = 2
     pl_decay: float = 0.01
     style_mixing: float = 0.9  # probability of mixing two latents
-    ema_kimg: float = 10.0  # half-life of the generator EMA in kimg
+    ema_kimg: float | Literal["auto"] = "auto"  # half-life of the generator EMA in kimg; auto: batch * 10 / 32
     ema_rampup: float | None = 0.05  # EMA half-life at most this fraction of the images seen so far
     snapshot_kimg: float = 50.0  # sample grid + checkpoint every this many kimg
     keep_checkpoints: int = 3  # keep the last K checkpoints
@@ -88,6 +89,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "float32"  # float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
     compile: bool = False  # torch.compile the main forward passes
+    tf32: bool = False  # CUDA: TF32 matmuls and convolutions (R1 and path length differentiate twice: off by default)
     cpu_malloc_cache: bool = True  # CPU on Linux/glibc: malloc reuses freed large blocks (ndgan.train.loop.cache_cpu_allocations)
     grid_size: int = 16  # samples in each snapshot grid
     max_rollbacks: int = 3  # non-finite values roll back to the newest checkpoint at most this often, then stop
@@ -129,11 +131,24 @@ def _closest(key, choices):
 def _convert(value, hint, where):
     """Check (and for tuples, convert) ``value`` against the type hint ``hint``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: expected {' or '.join(map(repr, args))}, got {value!r}")
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], where)
+        words = [a for a in inner if typing.get_origin(a) is Literal]
+        if words and isinstance(value, str) and value in sum((typing.get_args(a) for a in words), ()):
+            return value
+        try:
+            return _convert(value, inner[0], where)
+        except ConfigError as e:
+            if not words:
+                raise
+            allowed = " or ".join(repr(w) for a in words for w in typing.get_args(a))
+            raise ConfigError(f"{e} (or {allowed})") from None
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -238,8 +253,29 @@ def load_config(path=None, overrides=()) -> Config:
     return validate(cfg)
 
 
+def resolve_auto(cfg: Config) -> Config:
+    """The config with every ``auto`` replaced by its value (StyleGAN2-ADA's ``auto`` config):
+
+    - ``train.r1_gamma``: ``0.0002 * prod(data.shape) / train.batch``; in 3D this counts voxels, so R1's weight
+      per element stays what it is for an image of as many pixels;
+    - ``train.ema_kimg``: ``train.batch * 10 / 32``.
+    """
+    t, d = cfg.train, cfg.data
+    if t.batch <= 0:
+        raise ConfigError("train.batch: expected a positive batch size")
+    if not 1 <= len(d.shape) <= 3 or any(s <= 0 for s in d.shape):
+        raise ConfigError(f"data.shape: expected 1 to 3 positive sizes, got {d.shape}")
+    values = {}
+    if t.r1_gamma == "auto":
+        values["r1_gamma"] = 0.0002 * math.prod(d.shape) / t.batch
+    if t.ema_kimg == "auto":
+        values["ema_kimg"] = t.batch * 10 / 32
+    return dataclasses.replace(cfg, train=dataclasses.replace(t, **values)) if values else cfg
+
+
 def validate(cfg: Config) -> Config:
-    """Cross-field checks that the types cannot express."""
+    """Cross-field checks that the types cannot express; returns the config with ``auto`` values resolved."""
+    cfg = resolve_auto(cfg)
     t, d = cfg.train, cfg.data
     checks = [
         (t.kimg > 0, "train.kimg: expected a positive number of kimg"),
@@ -266,13 +302,13 @@ def validate(cfg: Config) -> Config:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    from ..data import SOURCE_NAMES
+    from ..data import BUILT_IN, SOURCE_NAMES
 
     if d.source not in SOURCE_NAMES:
         close = difflib.get_close_matches(d.source, SOURCE_NAMES, n=1)
         raise ConfigError(f"data.source: unknown source {d.source!r}; expected one of {SOURCE_NAMES}"
                           + (f" (did you mean {close[0]!r}?)" if close else ""))
-    if d.path is None and d.source not in ("procedural", "energy"):
+    if d.path is None and d.source not in BUILT_IN:
         raise ConfigError(f"data.path: the {d.source} source needs a path; set data.path=...")
     if t.max_rollbacks < 0 or not 0 < t.rollback_lr_factor <= 1:
         raise ConfigError("train.max_rollbacks must be >= 0 and train.rollback_lr_factor in (0, 1]")
@@ -301,6 +337,9 @@ def validate(cfg: Config) -> Config:
     for ok, message in augment_checks:
         if not ok:
             raise ConfigError(message)
+    if a.mode == "ada" and t.loss == "wgan-gp":
+        raise ConfigError("augment.mode: ADA's p adapts to the sign of D's outputs on reals, which means nothing for "
+                          "a WGAN critic (train.loss: wgan-gp); set augment.mode to fixed (with augment.p) or none")
     try:
         check_names(t.metrics)
     except ValueError as e:

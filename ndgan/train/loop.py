@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import dataclasses
 import json
 import re
 import signal
@@ -23,7 +24,7 @@ import yaml
 
 from .. import losses
 from ..augment import AdaptiveP, augment, default_ops
-from ..data import open_dataset
+from ..data import BUILT_IN, open_dataset
 from ..files import PROBE_PREFIX, TMP_PREFIX, append_line, atomic_write, check_writable
 from ..data.loader import make_loader
 from ..nets import Discriminator, Generator
@@ -42,8 +43,33 @@ def source_options(data) -> dict:
         "hdf5": dict(path=data.path, channels=data.channels),
         "images": dict(path=data.path, channels=data.channels, shape=data.shape),
         "nifti": dict(path=data.path, shape=data.shape),
+        "digits": dict(size=data.shape[0], shape=data.shape, channels=data.channels),
     }.get(data.source, {"path": data.path})
     return {**base, **data.options}
+
+
+def metrics_dataset(cfg: Config, dataset):
+    """The real data the metrics compare with: held-out samples of the training data's source at
+    ``metrics.real_path`` and/or with ``metrics.real_options`` over ``data.options`` (e.g. energy cells of another
+    seed); without either, the training ``dataset``."""
+    m = cfg.metrics
+    if m.real_path is None and not m.real_options:
+        return dataset
+    data = dataclasses.replace(cfg.data, path=m.real_path or cfg.data.path,
+                               options={**cfg.data.options, **m.real_options})
+    if data.source not in BUILT_IN and not _exists(data.path):
+        raise ConfigError(f"metrics.real_path: {data.path} does not exist; point it at held-out data of the "
+                          f"{data.source} source, or remove it to compare with the training data")
+    try:
+        real = open_dataset(data.source, **source_options(data))
+    except TypeError as e:
+        raise ConfigError(f"metrics.real_options: {e}") from None
+    first = real[0]
+    sample = first[0] if isinstance(first, (list, tuple)) else first
+    if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
+        raise ConfigError(f"metrics.real_path: {data.path} gives samples of {tuple(sample.shape)}, the config "
+                          f"trains on {(cfg.data.channels, *cfg.data.shape)}")
+    return real
 
 
 def build_networks(cfg: Config, c_dim: int):
@@ -139,7 +165,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         raise ConfigError(f"train.batch: {t.batch} is not divisible by the {world} processes")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = t.tf32  # off: R1/PL precision
     elif t.cpu_malloc_cache:
         cache_cpu_allocations()
     if rank == 0:
@@ -176,7 +202,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     torch.manual_seed(t.seed * 1_000_003 + rank)
 
     # Data and networks.
-    if cfg.data.source != "procedural" and cfg.data.source != "energy" and not _exists(cfg.data.path):
+    if cfg.data.source not in BUILT_IN and not _exists(cfg.data.path):
         raise ConfigError(f"data.path: {cfg.data.path} does not exist. "
                           + (cfg.data.missing_hint or "Point data.path at the dataset."))
     with distributed.rank_zero_first():  # rank 0 generates or caches data files, the others then read them
@@ -277,7 +303,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     if t.metrics and rank == 0:
         from ..metrics.evaluate import Evaluator
 
-        evaluator = Evaluator(t.metrics, dataset, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
+        real = metrics_dataset(cfg, dataset)  # rank 0 alone: the other ranks never evaluate
+        evaluator = Evaluator(t.metrics, real, cfg.metrics, device, metadata=getattr(real, "metadata", None))
     every = max(int(round((t.metrics_kimg or t.snapshot_kimg) * 1000)), 1)
     next_metrics = (nimg // every + 1) * every
     lock = writer = bar = None

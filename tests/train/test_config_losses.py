@@ -203,3 +203,47 @@ def test_train_checks_a_config_built_in_code(tmp_path, field, value, message):
     with pytest.raises(ConfigError, match=message):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("shape, batch", [((32, 32), 32), ((16, 16, 16), 32), ((128, 128), 8), ((80, 96, 112), 8)])
+def test_auto_r1_gamma_and_ema_follow_stylegan2_ada(shape, batch):
+    cfg = load_config(None, [f"data.shape={list(shape)}", f"train.batch={batch}"])
+    voxels = 1
+    for s in shape:
+        voxels *= s
+    assert cfg.train.r1_gamma == pytest.approx(0.0002 * voxels / batch)  # per element, as ADA's 0.0002 res^2 / batch
+    assert cfg.train.ema_kimg == pytest.approx(batch * 10 / 32)
+    assert cfg.train.tf32 is False
+    explicit = load_config(None, [f"data.shape={list(shape)}", "train.r1_gamma=0.5", "train.ema_kimg=2"])
+    assert (explicit.train.r1_gamma, explicit.train.ema_kimg) == (0.5, 2.0)
+    assert to_dict(cfg)["train"]["r1_gamma"] == cfg.train.r1_gamma  # what config.yaml of a run shows
+    assert from_dict(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["train.r1_gamma=autp"], "train.r1_gamma: expected a number, got 'autp' \\(or 'auto'\\)"),
+    (["train.kimg=auto"], "train.kimg: expected a number, got 'auto'"),
+    (["train.loss=wgan-gp"], "augment.mode: .*WGAN critic .*fixed .*none"),
+    (["train.tf32=yes please"], "train.tf32: expected true or false"),
+])
+def test_auto_and_tf32_errors_name_the_key(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("configs/tiny2d.yaml", overrides)
+
+
+def test_wgan_gp_trains_with_a_fixed_augmentation_probability():
+    cfg = load_config("configs/tiny2d.yaml", ["train.loss=wgan-gp", "augment.mode=fixed", "augment.p=0.2"])
+    assert cfg.train.loss == "wgan-gp" and cfg.augment.mode == "fixed"
+
+
+@pytest.mark.parametrize("config", ["configs/digits2d.yaml", "configs/energy16.yaml", "configs/energy3d.yaml",
+                                    "configs/ffhq2d.yaml", "configs/mri3d.yaml"])
+def test_presets_use_two_mapping_layers_and_the_auto_gamma(config):
+    cfg = load_config(config)
+    assert cfg.G.mapping_layers == 2  # StyleGAN2-ADA's auto for datasets under ~100k samples
+    raw = __import__("yaml").safe_load(open(config))
+    if raw["train"].get("r1_gamma") == "auto":
+        voxels = 1
+        for s in cfg.data.shape:
+            voxels *= s
+        assert cfg.train.r1_gamma == pytest.approx(0.0002 * voxels / cfg.train.batch)

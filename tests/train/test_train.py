@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from ndgan.nets import Generator
 from ndgan.train import load_config, train
+from ndgan.train.config import ConfigError
 from ndgan.train.__main__ import main as cli
 
 
@@ -117,7 +119,8 @@ def test_missing_data_says_what_to_download(tmp_path, capsys):
     assert "does not exist" in err and "FFHQ thumbnails" in err and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("overrides", [("train.loss=wgan-gp",), ("train.precision=float16",)])
+@pytest.mark.parametrize("overrides", [("train.loss=wgan-gp", "augment.mode=fixed", "augment.p=0.2"),
+                                       ("train.precision=float16",)])
 def test_wgan_gp_and_float16_runs(tmp_path, overrides):
     out = run("configs/tiny2d.yaml", tmp_path / "w", "train.kimg=0.016", "train.snapshot_kimg=0.016", *overrides)
     state = torch.load(out / "checkpoint-000000016.pt", weights_only=True)
@@ -194,7 +197,8 @@ def test_everything_d_sees_is_augmented(tmp_path, monkeypatch, loss, per_step):
     real_augment = loop.augment
     monkeypatch.setattr(loop, "augment", lambda x, *a, **k: calls.append(x.shape[0]) or real_augment(x, *a, **k))
     run("configs/tiny2d.yaml", tmp_path / "n", "train.kimg=0.016", "train.snapshot_kimg=0.016",
-        f"train.loss={loss}", "train.pl_weight=0")  # 2 steps of batch 8
+        f"train.loss={loss}", "train.pl_weight=0", f"augment.mode={'ada' if loss == 'nonsaturating' else 'fixed'}")
+    # (2 steps of batch 8; WGAN-GP takes a fixed p: ADA's controller is refused with a critic)
     r1 = 1 if loss == "nonsaturating" else 0
     assert len(calls) == 2 * per_step + r1 and set(calls) == {8}
 
@@ -372,3 +376,35 @@ def test_cpu_malloc_cache_reuses_freed_large_blocks():
     if not (thp.exists() and "[always]" in thp.read_text()):  # with 2 MiB pages a fresh mapping faults 16 times
         assert faults["off"] > 70000, faults  # 9 x 8193 pages of 4 KiB, faulted in afresh
     assert faults["on"] < faults["off"] / 3, faults
+
+
+def test_auto_values_are_written_resolved_and_metrics_use_held_out_reals(tmp_path):
+    from ndgan.data import open_dataset
+    from ndgan.metrics import MetricSettings
+    from ndgan.metrics.evaluate import Evaluator
+
+    out = run("configs/tiny2d.yaml", tmp_path / "run", "train.r1_gamma=auto", "train.ema_kimg=auto",
+              "train.kimg=0.016", "train.snapshot_kimg=0.016", "train.metrics=[hist]", "metrics.num_gen=16",
+              "metrics.real_options={seed: 9, length: 64}")
+    written = yaml.safe_load((out / "config.yaml").read_text())["train"]
+    assert written["r1_gamma"] == pytest.approx(0.0002 * 32 * 32 / 8) and written["ema_kimg"] == pytest.approx(2.5)
+    logged = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["results"]
+    # The baseline depends on the real side alone: recompute it on the held-out set (seed 9) and on the training set.
+    settings = MetricSettings(num_gen=16)
+    held_out = open_dataset("procedural", spatial_dims=2, shape=(32, 32), channels=3, length=64, seed=9)
+    training = open_dataset("procedural", spatial_dims=2, shape=(32, 32), channels=3, length=2048, seed=0)
+    G = Generator(2, (32, 32), 3, z_dim=8, w_dim=8, mapping_layers=1, channel_base=64, channel_max=8)
+    expected = Evaluator(["hist"], held_out, settings).evaluate(G)[0]["hist_w1_baseline"]
+    other = Evaluator(["hist"], training, settings).evaluate(G)[0]["hist_w1_baseline"]
+    assert logged["hist_w1_baseline"] == pytest.approx(expected, rel=1e-6) and abs(expected - other) > 1e-4
+
+
+def test_missing_held_out_reals_fail_before_step_0(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "train.h5", "w") as f:
+        f.create_dataset("data", data=np.random.default_rng(0).uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32))
+    with pytest.raises(ConfigError, match="metrics.real_path: .*nowhere.h5 does not exist"):
+        run("configs/tiny2d.yaml", tmp_path / "run", "data.source=hdf5", f"data.path={tmp_path / 'train.h5'}",
+            "data.options={}", "train.metrics=[hist]", f"metrics.real_path={tmp_path / 'nowhere.h5'}")
+    assert not (tmp_path / "run").exists()
