@@ -19,16 +19,19 @@ def _energy(path, n=7000, size=32, seed=0, channels=None):
 
 
 def _sources():
+    from .digits import DigitsDataset
     from .hdf5 import HDF5Dataset
     from .images import ImageDataset
     from .nifti import NiftiDataset
     from .procedural import ProceduralDataset
 
     return {"images": ImageDataset, "hdf5": HDF5Dataset, "nifti": NiftiDataset, "energy": _energy,
-            "procedural": ProceduralDataset}
+            "procedural": ProceduralDataset, "digits": DigitsDataset}
 
 
-SOURCE_NAMES = ("images", "hdf5", "nifti", "energy", "procedural")
+SOURCE_NAMES = ("images", "hdf5", "nifti", "energy", "procedural", "digits")
+#: Sources that need no data.path: they generate their data (energy caches it there when a path is given).
+BUILT_IN = ("procedural", "energy", "digits")
 
 
 def open_dataset(source: str, **options):

@@ -55,7 +55,7 @@ def _run(args) -> int:
         raise FileExistsError(f"{args.json}: exists; choose another --json file")
     if args.json and not Path(args.json).parent.is_dir():
         raise FileNotFoundError(f"{args.json}: the folder {Path(args.json).parent} does not exist")
-    from ..data import open_dataset
+    from ..data import BUILT_IN, open_dataset
     from ..export import load_generator
     from ..train.config import from_dict
     from ..train.loop import _exists, source_options
@@ -65,14 +65,14 @@ def _run(args) -> int:
     cfg = from_dict(G.config)
     data = cfg.data
     if args.data is not None:
-        if data.source == "procedural":
-            raise ValueError("--data: this run trained on procedural data, which has no path to replace")
+        if data.source in ("procedural", "digits"):
+            raise ValueError(f"--data: this run trained on {data.source} data, which has no path to replace")
         if not _exists(args.data):
             raise FileNotFoundError(f"--data: {args.data} does not exist")
         # Another energy file is read as it is (never generated); other sources keep their options.
         data = dataclasses.replace(data, path=args.data, **({"source": "hdf5", "options": {}}
                                                             if data.source == "energy" else {}))
-    elif data.source not in ("procedural", "energy") and not _exists(data.path):
+    elif data.source not in BUILT_IN and not _exists(data.path):
         raise FileNotFoundError(f"{data.path}: the real data is not there; pass --data PATH"
                                 + (f" ({data.missing_hint})" if data.missing_hint else ""))
     dataset = open_dataset(data.source, **source_options(data))

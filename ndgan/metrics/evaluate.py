@@ -62,8 +62,12 @@ class Evaluator:
         if any(n in self.names for n in ("fid", "kid", "fid_slices")):
             distances.require_torchmetrics()  # an ImportError now, not at the first snapshot
         self.feature_net = self.slice_net = self.lpips = None
-        if any(n in self.names for n in _FEATURE_METRICS) or ("ppl" in self.names and not s.lpips):
+        if any(n in self.names for n in _FEATURE_METRICS) or ("ppl" in self.names and not s.lpips) \
+                or "classes" in self.names:
             self.feature_net = self._primary_features()
+        if "classes" in self.names and not hasattr(self.feature_net, "classify"):
+            raise ValueError(f"classes: needs a classifier as metrics.features (--features), e.g. "
+                             f"pretrained/digits-classifier.safetensors; {self.feature_net.name} has no class head")
         if "fid_slices" in self.names:
             if self.nd != 3:
                 raise ValueError(f"fid_slices: needs volumes (3 spatial axes), the data has {self.nd}")
@@ -103,15 +107,18 @@ class Evaluator:
 
     # One pass over a stream of samples, filling every metric's accumulator.
     def _accumulate(self, batches, real: bool):
-        acc = {"features": [], "props": [], "pooled": [], "msssim": [],
+        acc = {"features": [], "props": [], "pooled": [], "msssim": [], "probs": [],
                "hist": torch.zeros(2, self.channels, _HIST_BINS, dtype=torch.float64)}  # even / odd draws
         kept = seen = 0
         for x in batches:
             x = x.to(self.device).float().clamp(-1, 1)
             if self.feature_net is not None or self.slice_net is not None:
                 pixels = ((x + 1) * 127.5).round() / 127.5 - 1 if self.eight_bit else x
-            if self.feature_net is not None and any(n in self.names for n in _FEATURE_METRICS):
-                acc["features"].append(self.feature_net(pixels).float().cpu())
+            if self.feature_net is not None and any(n in self.names for n in (*_FEATURE_METRICS, "classes")):
+                features = self.feature_net(pixels).float()
+                acc["features"].append(features.cpu())
+                if "classes" in self.names:
+                    acc["probs"].append(self.feature_net.classify(features).softmax(1).double().cpu())
             if self.slice_net is not None:
                 self._update_slices(self.slice_net(pixels).double().cpu(), real, seen)
             if "hist" in self.names:
@@ -215,6 +222,24 @@ class Evaluator:
         precision, recall = distances.precision_recall(r, f)
         return ({"precision": precision, "recall": recall},
                 {"features": self.feature_net.name, "k": 3, **self._counts()})
+
+    def _classes(self, G, real, fake):
+        """Class histograms of the classifier's predictions: total variation distance to the reals' and the
+        classes covered (predicted for at least half their real share), next to the real halves' values; mean
+        confidence (top softmax probability) of generated and real samples."""
+        r, f = torch.cat(real["probs"]), torch.cat(fake["probs"])
+
+        def histogram(p):
+            return torch.bincount(p.argmax(1), minlength=p.shape[1]).double() / len(p)
+
+        def covered(h, ref):
+            return int((h >= 0.5 * ref).sum())
+
+        hr, hf, h0, h1 = histogram(r), histogram(f), histogram(r[0::2]), histogram(r[1::2])
+        return ({"classes_tv": float((hf - hr).abs().sum() / 2), "classes_tv_baseline": float((h1 - h0).abs().sum() / 2),
+                 "classes_covered": covered(hf, hr), "classes_covered_baseline": covered(h1, h0),
+                 "classes_confidence": float(f.amax(1).mean()), "classes_confidence_real": float(r.amax(1).mean())},
+                {"classifier": self.feature_net.name, "classes": r.shape[1], **self._counts()})
 
     def _ppl(self, G, real, fake):
         if self.lpips is not None:

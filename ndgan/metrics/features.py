@@ -6,8 +6,9 @@ in [-1, 1] as ndgan's data and generators give them.
 - ``SliceFeatures``: the same 2D network on slices of volumes, K slices per axis ("2.5D" features).
 - ``VolumeFeatures``: an N-d encoder (e.g. a MedicalNet ResNet) on volumes, each sample and channel z-scored
   as MedicalNet's preprocessing does; a one-channel encoder sees every channel separately.
-- ``load_features(spec)``: a weights file (Inception or MedicalNet-style ResNet, recognised by its keys, loaded
-  ``weights_only``), a ``torch.export`` program (``.pt2``), a TorchScript file, or an ``nn.Module`` in Python.
+- ``load_features(spec)``: a weights file (Inception, MedicalNet-style ResNet or ndgan's digit classifier,
+  recognised by its keys; a ``weights_only`` torch file or safetensors), a ``torch.export`` program (``.pt2``), a
+  TorchScript file, or an ``nn.Module`` in Python.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .digits import DigitClassifier, is_classifier_state
 from .inception import InceptionV3, check_keys, load_inception, load_state_dict
 from .resnet import encoder_from_state_dict
 
@@ -123,8 +125,14 @@ def load_features(spec, channels: int, spatial_dims: int, device="cpu") -> nn.Mo
     if kind == "torchscript":
         net = ModuleFeatures(torch.jit.load(str(path), map_location="cpu"), f"TorchScript {path.name}")
         return net.to(device).eval().requires_grad_(False)
-    state = load_state_dict(path, "feature network weights")
-    if any(k.startswith("Mixed_7c.") for k in state):
+    state = _read_safetensors(path) if path.suffix == ".safetensors" else load_state_dict(path, "feature network weights")
+    if is_classifier_state(state):
+        net = DigitClassifier.from_state_dict(state, path)
+        if (net.spatial_dims, net.channels) != (spatial_dims, channels):
+            raise ValueError(f"{path}: a classifier of {net.channels}-channel data with {net.spatial_dims} axes, the "
+                             f"data has {channels} channel(s) and {spatial_dims} axes")
+        net.name = f"digit classifier ({path.name})"
+    elif any(k.startswith("Mixed_7c.") for k in state):
         if spatial_dims != 2:
             raise ValueError(f"{path}: the Inception is a 2D image network, the data has {spatial_dims} spatial "
                              f"axes; use the fid_slices metric for slices, or a volume encoder")
@@ -137,6 +145,18 @@ def load_features(spec, channels: int, spatial_dims: int, device="cpu") -> nn.Mo
             raise ValueError(f"{path}: a {encoder.spatial_dims}-axis encoder, the data has {spatial_dims} axes")
         net = VolumeFeatures(encoder, channels, f"ResNet encoder ({path.name})")
     return net.to(device).eval().requires_grad_(False)
+
+
+def _read_safetensors(path: Path) -> dict:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ImportError(f"{path}: reading safetensors needs safetensors: pip install 'ndgan[safetensors]'") from None
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors' own error type for a corrupt or foreign file
+        raise ValueError(f"{path}: not a safetensors file of feature network weights ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
 
 
 def _archive_kind(path: Path):
