@@ -96,6 +96,7 @@ class TrainConfig:
     rollback_lr_factor: float = 0.5  # learning rates are multiplied by this at every rollback
     metrics: tuple[str, ...] = ()  # metrics evaluated during training (ndgan.metrics.METRICS), on G_ema
     metrics_kimg: float | None = None  # evaluate every this many kimg (None: at every snapshot) and at the end
+    metrics_at_start: bool = False  # also evaluate the untrained G_ema before step 0 of a fresh run
 
 
 @dataclass(frozen=True)

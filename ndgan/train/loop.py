@@ -365,6 +365,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
 
     stop, saved_at, rollbacks = distributed.StopSignals().install(), None, 0
     try:
+        if evaluator is not None and nimg == 0 and t.metrics_at_start:  # a curve's starting point (ADA's tick 0)
+            t_log += log_metrics(evaluator, G_ema, run_dir, writer, nimg, step)
         while nimg < total:
             reals, c = _batch(next(batches), device)
             z = torch.randn(per_rank, G.z_dim, device=device)

@@ -145,6 +145,17 @@ def test_training_logs_metrics_and_keeps_its_random_stream(tmp_path):
     assert not (plain / "metrics.jsonl").exists()
 
 
+def test_metrics_at_start_add_the_untrained_point_and_change_no_weights(tmp_path):
+    common = ["train.kimg=0.016", "train.snapshot_kimg=0.016", "metrics.num_gen=16", "metrics.batch=8",
+              "train.metrics=[hist]"]
+    started = train(load_config("configs/tiny2d.yaml", common + ["train.metrics_at_start=true"]), tmp_path / "a")
+    plain = train(load_config("configs/tiny2d.yaml", common), tmp_path / "b")
+    lines = [json.loads(line) for line in (started / "metrics.jsonl").read_text().splitlines()]
+    assert [line["kimg"] for line in lines] == [0.0, 0.016] and lines[0]["step"] == 0
+    later = [json.loads(line) for line in (plain / "metrics.jsonl").read_text().splitlines()]
+    assert lines[1]["results"] == later[0]["results"]  # the extra evaluation leaves training untouched
+
+
 def test_training_with_missing_weights_fails_before_step_0(tmp_path, monkeypatch):
     monkeypatch.delenv("NDGAN_INCEPTION", raising=False)
     cfg = load_config("configs/tiny2d.yaml", ["train.metrics=[fid]", "metrics.inception=/nowhere/inception.pth"])
