@@ -5,7 +5,7 @@ render, and the adsorption physics of the generated grids next to the real ones.
 
 1. Generate ``--cells`` energy grids (32^3, two channels: a cell with a spherical pore and the same cell with a
    cubic one; see ndgan/data/energy.py) into OUT/energy.h5.
-2. Train configs/energy3d.yaml (the full 6.4M-parameter generator, periodic padding, R1, path length, ADA) on
+2. Train configs/energy3d.yaml (the full 4.8M-parameter generator, periodic padding, R1, path length, ADA) on
    them for ``--kimg`` thousand real images at batch 8, into OUT/run.
 3. Load the EMA generator, generate ``--samples`` grids and write OUT/samples/samples.h5, mapped back to kelvin
    through the training data's value range.

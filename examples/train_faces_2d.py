@@ -61,7 +61,7 @@ else:
           f"https://github.com/NVlabs/ffhq-dataset there, or pass --images FOLDER.")
     data = ["data.source=procedural", "data.path=null", "data.options={length: 2048, seed: 0}"]
 
-# Config: the faces preset with CPU-sized networks (its config-F networks have 24.5M parameters in G).
+# Config: the faces preset with CPU-sized networks (its config-F networks have 23.0M parameters in G).
 r = args.resolution
 cfg = ndgan.train.load_config(ROOT / "configs" / "ffhq2d.yaml", data + [
     f"data.shape=[{r}, {r}]",
