@@ -22,14 +22,23 @@ FIGURES = ROOT / "docs" / "figures"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def arguments(name: str, kimg: float, doc: str):
+def arguments(name: str, kimg: float, doc: str, precision: bool = False):
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--out", default=f"runs/quality/{name}", help="run folder (continued with --resume auto)")
     p.add_argument("--kimg", type=float, default=kimg, help=f"training length (default {kimg:g})")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--plot-only", action="store_true", help="only redraw the curve and summary from the run folder")
+    p.add_argument("--export", action="store_true", help="write the final G_ema to pretrained/ as safetensors")
+    if precision:
+        p.add_argument("--precision", choices=["float32", "bfloat16", "both"], default="both")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="further config overrides")
     return p.parse_args()
+
+
+def report(name: str, curves: dict, panels, title: str, out, extra: dict):
+    """The curve figure docs/figures/NAME-curve.png and the summary results/NAME.json of run folder ``out``."""
+    plot(curves, panels, FIGURES / f"{name}-curve.png", title)
+    return write_summary(name, out, extra)
 
 
 def train(config: str, out, kimg: float, overrides=(), threads=None) -> float:
@@ -78,8 +87,12 @@ def plot(curves: dict, panels, path, title: str):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
-    for ax, (key, base, label, logy) in zip(axes[0], panels):
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (key, base, label, logy) in zip(axes.flat, panels):
         for i, (name, records) in enumerate(curves.items()):
             points = [(r["kimg"], r["results"][key]) for r in records if r["results"].get(key) is not None]
             if points:
@@ -93,7 +106,7 @@ def plot(curves: dict, panels, path, title: str):
         if logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    axes.flat[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)

@@ -1,6 +1,6 @@
 """Quality run 1: configs/digits2d.yaml (the 1,797 scikit-learn digits at 32x32), float32 and bfloat16.
 
-    python benchmarks/quality/digits.py [--precision float32|bfloat16|both] [--kimg 80] [--threads N]
+    python benchmarks/quality/digits.py [--precision float32|bfloat16|both] [--kimg 60] [--threads N]
 
 Trains with --resume auto (rerun to continue), evaluating G_ema every 5 kimg: the Fréchet distance in the
 features of the shipped digit classifier, class coverage, class-histogram distance and confidence. The digits
@@ -10,8 +10,6 @@ benchmarks/quality/results/digits-<precision>.json and, with --export, pretraine
 the float32 run).
 """
 
-import sys
-
 import common
 
 PANELS = [("fid", "fid_baseline", "Fréchet distance (classifier features)", True),
@@ -19,21 +17,12 @@ PANELS = [("fid", "fid_baseline", "Fréchet distance (classifier features)", Tru
           ("classes_confidence", "classes_confidence_real", "classifier confidence", False)]
 
 if __name__ == "__main__":
-    export = "--export" in sys.argv
-    if export:
-        sys.argv.remove("--export")
-    precision = "both"
-    for i, a in enumerate(sys.argv):
-        if a.startswith("--precision"):
-            precision = a.split("=", 1)[1] if "=" in a else sys.argv[i + 1]
-            del sys.argv[i: i + (1 if "=" in a else 2)]
-            break
-    args = common.arguments("digits", 80, __doc__)
-    precisions = ["float32", "bfloat16"] if precision == "both" else [precision]
+    args = common.arguments("digits", 60, __doc__, precision=True)
+    precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
     curves = {}
     for p in ["float32", "bfloat16"]:
         out = f"{args.out}-{p}"
-        overrides = [f"train.precision={p}", *args.overrides]
+        overrides = [f"train.precision={p}", "train.metrics_at_start=true", *args.overrides]
         if p in precisions and not args.plot_only:
             common.train("configs/digits2d.yaml", out, args.kimg, overrides, args.threads)
         curves[p] = common.read_curve(out)
@@ -42,5 +31,5 @@ if __name__ == "__main__":
                                                        "command": f"python benchmarks/quality/digits.py --precision {p}"})
     common.plot({k: v for k, v in curves.items() if v}, PANELS, common.FIGURES / "digits-curve.png",
                 "digits2d: G_ema vs the 1,797 training scans (dashed: real halves)")
-    if export:
+    if args.export:
         common.export(f"{args.out}-float32", common.ROOT / "pretrained" / "digits2d.safetensors")

@@ -1,6 +1,6 @@
 """Quality run 2: configs/energy16.yaml (the built-in energy grids at 16^3) against 2000 held-out cells.
 
-    python benchmarks/quality/energy16.py [--kimg 60] [--out runs/quality/energy16] [--threads N]
+    python benchmarks/quality/energy16.py [--kimg 40] [--out runs/quality/energy16] [--threads N]
 
 Trains with --resume auto (rerun to continue), evaluating G_ema every 4 kimg against cells of another seed
 (metrics.real_path): W1 distances of log10 Henry coefficient, heat of adsorption and void fraction (per grid
@@ -8,8 +8,6 @@ and channel) next to the real-vs-real split, MS-SSIM diversity next to the real 
 histogram distance. Writes docs/figures/energy16-curve.png, benchmarks/quality/results/energy16.json and,
 with --export, pretrained/energy16.safetensors.
 """
-
-import sys
 
 import common
 
@@ -20,16 +18,13 @@ PANELS = [("energy_log10_henry_w1", "energy_log10_henry_w1_baseline", "W1 log10 
           ("hist_w1", "hist_w1_baseline", "W1 of values (data units)", True)]
 
 if __name__ == "__main__":
-    export = "--export" in sys.argv
-    if export:
-        sys.argv.remove("--export")
-    args = common.arguments("energy16", 60, __doc__)
-    overrides = ["train.metrics_kimg=4", "train.keep_checkpoints=2", *args.overrides]
+    args = common.arguments("energy16", 40, __doc__)
+    overrides = ["train.metrics_kimg=4", "train.metrics_at_start=true", "train.keep_checkpoints=2", *args.overrides]
     if not args.plot_only:
         common.train("configs/energy16.yaml", args.out, args.kimg, overrides, args.threads)
-    common.plot({"energy16": common.read_curve(args.out)}, PANELS, common.FIGURES / "energy16-curve.png",
-                "energy16: G_ema vs 2000 held-out cells (dashed: real vs real split)")
-    common.write_summary("energy16", args.out, {"config": "configs/energy16.yaml", "overrides": overrides,
-                                                "command": "python benchmarks/quality/energy16.py"})
-    if export:
+    common.report("energy16", {"energy16": common.read_curve(args.out)}, PANELS,
+                  "energy16: G_ema vs 2000 held-out cells (dashed: real vs real split)", args.out,
+                  {"config": "configs/energy16.yaml", "overrides": overrides,
+                   "command": "python benchmarks/quality/energy16.py"})
+    if args.export:
         common.export(args.out, common.ROOT / "pretrained" / "energy16.safetensors")

@@ -19,7 +19,7 @@ if __name__ == "__main__":
                  "data.workers=0", *args.overrides]
     if not args.plot_only:
         common.train("configs/energy3d.yaml", args.out, args.kimg, overrides, args.threads)
-    common.plot({"energy3d": common.read_curve(args.out)}, PANELS, common.FIGURES / "energy3d-curve.png",
-                "energy3d (32^3): G_ema vs 500 held-out cells (dashed: real vs real split)")
-    common.write_summary("energy3d", args.out, {"config": "configs/energy3d.yaml", "overrides": overrides,
-                                                "command": "python benchmarks/quality/energy3d.py"})
+    common.report("energy3d", {"energy3d": common.read_curve(args.out)}, PANELS,
+                  "energy3d (32^3): G_ema vs 500 held-out cells (dashed: real vs real split)", args.out,
+                  {"config": "configs/energy3d.yaml", "overrides": overrides,
+                   "command": "python benchmarks/quality/energy3d.py"})

@@ -62,3 +62,13 @@ def test_default_filter_follows_the_device(nd):
     w, s = torch.randn(4, 3, *[3] * nd), torch.randn(2, 3)
     torch.testing.assert_close(ops.modulated_conv(x.cuda(), w.cuda(), s.cuda(), up=2, padding=1).cpu(),
                                ops.modulated_conv(x, w, s, up=2, padding=1), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_training_sets_tf32_from_the_config(tmp_path, tf32):
+    from ndgan.train import load_config, train
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not tf32  # the opposite first
+    train(load_config("configs/tiny2d.yaml", ["train.device=cuda", f"train.tf32={str(tf32).lower()}",
+                                              "train.kimg=0.008", "train.snapshot_kimg=0.008"]), tmp_path / "run")
+    assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
