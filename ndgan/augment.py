@@ -14,8 +14,8 @@ learn the augmented distribution). The ops, written once for ``[N, C, *S]`` batc
   2D, uniform rotation in 3D) in one ``grid_sample`` with reflection padding, in physical (per-axis) units so
   non-cubic volumes rotate without shearing; 2D and 3D (scaling also in 1D);
 - ``brightness`` / ``contrast``: an offset (normal, std 0.2) and a gain about 0, the middle of the [-1, 1]
-  range (log2-normal, std 0.5); shared by all channels of RGB data (3 channels) as in ADA, so they never shift
-  the hue, and per channel for other data (independent quantities such as MRI modalities);
+  range (log2-normal, std 0.5); shared by all channels of 3-channel data, which ndgan reads as RGB (as ``color``
+  does), as in ADA, so they never shift the hue; per channel for other channel counts (independent quantities);
 - ``color`` (RGB only): luma flip, hue rotation about the grey axis, saturation (log2-normal, std 1);
 - ``cutout``: zero a box of half the size along every axis.
 
@@ -251,7 +251,7 @@ def augment(x: torch.Tensor, p, ops=OPS, periodic: bool = False, flip_axes=None,
             m = torch.where(chosen()[:, None, None], r, eye) @ m
         geometric = (m - eye).abs().flatten(1).amax(1) > 0  # [N]
         x = torch.where(geometric.reshape(-1, *[1] * (nd + 1)), affine(x, m), x)
-    k = 1 if c == 3 or "color" in ops else c  # shared across RGB as in ADA (hue is color's job); else per channel
+    k = 1 if c == 3 or "color" in ops else c  # 3 channels are RGB (as for color): shared, as in ADA; else per channel
     if "brightness" in ops:
         x = x + randn(n, k).mul(brightness_std).mul(chosen()[:, None]).reshape(n, k, *[1] * nd).to(x.dtype)
     if "contrast" in ops:

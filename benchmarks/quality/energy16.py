@@ -1,6 +1,6 @@
 """Quality run 2: configs/energy16.yaml (the built-in energy grids at 16^3) against 2000 held-out cells.
 
-    python benchmarks/quality/energy16.py [--kimg 40] [--out runs/quality/energy16] [--threads N]
+    python benchmarks/quality/energy16.py [--kimg 24] [--out runs/quality/energy16] [--threads N]
 
 Trains with --resume auto (rerun to continue), evaluating G_ema every 4 kimg against cells of another seed
 (metrics.real_path): W1 distances of log10 Henry coefficient, heat of adsorption and void fraction (per grid
@@ -18,7 +18,7 @@ PANELS = [("energy_log10_henry_w1", "energy_log10_henry_w1_baseline", "W1 log10 
           ("hist_w1", "hist_w1_baseline", "W1 of values (data units)", True)]
 
 if __name__ == "__main__":
-    args = common.arguments("energy16", 40, __doc__)
+    args = common.arguments("energy16", 24, __doc__)
     overrides = ["train.metrics_kimg=4", "train.metrics_at_start=true", "train.keep_checkpoints=2", *args.overrides]
     if not args.plot_only:
         common.train("configs/energy16.yaml", args.out, args.kimg, overrides, args.threads)

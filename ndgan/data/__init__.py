@@ -32,6 +32,8 @@ def _sources():
 SOURCE_NAMES = ("images", "hdf5", "nifti", "energy", "procedural", "digits")
 #: Sources that need no data.path: they generate their data (energy caches it there when a path is given).
 BUILT_IN = ("procedural", "energy", "digits")
+#: Sources that take no path at all.
+PATHLESS = ("procedural", "digits")
 
 
 def open_dataset(source: str, **options):

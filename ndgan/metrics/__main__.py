@@ -34,8 +34,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, help="batch size (even)")
     p.add_argument("--inception", help="FID Inception weights file (or set NDGAN_INCEPTION)")
     p.add_argument("--lpips", help="LPIPS weights for ppl: VGG16.pth,LIN.pth")
-    p.add_argument("--features", help="feature network for fid/kid/pr/ppl on volumes: MedicalNet-style ResNet "
-                                      "state dict, Inception state dict, torch.export (.pt2) or TorchScript file")
+    p.add_argument("--features", help="feature network for fid/kid/pr/ppl/classes: MedicalNet-style ResNet, "
+                                      "Inception or digit-classifier weights (.pth/.safetensors), torch.export "
+                                      "(.pt2) or TorchScript file")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the results to this JSON file (refuses to overwrite)")
@@ -55,32 +56,35 @@ def _run(args) -> int:
         raise FileExistsError(f"{args.json}: exists; choose another --json file")
     if args.json and not Path(args.json).parent.is_dir():
         raise FileNotFoundError(f"{args.json}: the folder {Path(args.json).parent} does not exist")
-    from ..data import BUILT_IN, open_dataset
+    from ..data import BUILT_IN, PATHLESS, open_dataset
     from ..export import load_generator
     from ..train.config import from_dict
-    from ..train.loop import _exists, source_options
+    from ..train.loop import metrics_dataset, path_exists, source_options
     from .evaluate import Evaluator
 
     G = load_generator(args.source, args.device)
     cfg = from_dict(G.config)
     data = cfg.data
     if args.data is not None:
-        if data.source in ("procedural", "digits"):
+        if data.source in PATHLESS:
             raise ValueError(f"--data: this run trained on {data.source} data, which has no path to replace")
-        if not _exists(args.data):
+        if not path_exists(args.data):
             raise FileNotFoundError(f"--data: {args.data} does not exist")
         # Another energy file is read as it is (never generated); other sources keep their options.
         data = dataclasses.replace(data, path=args.data, **({"source": "hdf5", "options": {}}
                                                             if data.source == "energy" else {}))
-    elif data.source not in BUILT_IN and not _exists(data.path):
+    elif data.source not in BUILT_IN and not path_exists(data.path):
         raise FileNotFoundError(f"{data.path}: the real data is not there; pass --data PATH"
                                 + (f" ({data.missing_hint})" if data.missing_hint else ""))
     dataset = open_dataset(data.source, **source_options(data))
+    metadata = getattr(dataset, "metadata", None)  # the training data's units, also for held-out reals
+    if args.data is None:
+        dataset = metrics_dataset(cfg, dataset)  # the run's metrics.real_path / real_options, as in training
     overrides = {"num_gen": args.num, "num_real": args.num_real, "batch": args.batch, "inception": args.inception,
                  "features": args.features, "seed": args.seed,
                  "lpips": tuple(x for x in args.lpips.split(",") if x) if args.lpips else None}
     settings = dataclasses.replace(cfg.metrics, **{k: v for k, v in overrides.items() if v is not None})
-    evaluator = Evaluator(names, dataset, settings, args.device, metadata=getattr(dataset, "metadata", None))
+    evaluator = Evaluator(names, dataset, settings, args.device, metadata=metadata)
     expected, got = (G.channels, *G.shape), (evaluator.channels, *evaluator.shape)
     if tuple(expected) != got:
         raise ValueError(f"--data: samples of {got}, the generator makes {tuple(expected)}")

@@ -65,6 +65,10 @@ class Evaluator:
         if any(n in self.names for n in _FEATURE_METRICS) or ("ppl" in self.names and not s.lpips) \
                 or "classes" in self.names:
             self.feature_net = self._primary_features()
+        expects = getattr(self.feature_net, "shape", None)
+        if expects is not None and tuple(expects) != self.shape:
+            raise ValueError(f"metrics.features: {self.feature_net.name} takes samples of {list(expects)}, the data "
+                             f"has {list(self.shape)}")
         if "classes" in self.names and not hasattr(self.feature_net, "classify"):
             raise ValueError(f"classes: needs a classifier as metrics.features (--features), e.g. "
                              f"pretrained/digits-classifier.safetensors; {self.feature_net.name} has no class head")
@@ -232,14 +236,15 @@ class Evaluator:
         def histogram(p):
             return torch.bincount(p.argmax(1), minlength=p.shape[1]).double() / len(p)
 
-        def covered(h, ref):
-            return int((h >= 0.5 * ref).sum())
+        def covered(h, ref):  # classes the reals have, drawn at least half as often
+            return int(((ref > 0) & (h >= 0.5 * ref)).sum())
 
         hr, hf, h0, h1 = histogram(r), histogram(f), histogram(r[0::2]), histogram(r[1::2])
-        return ({"classes_tv": float((hf - hr).abs().sum() / 2), "classes_tv_baseline": float((h1 - h0).abs().sum() / 2),
-                 "classes_covered": covered(hf, hr), "classes_covered_baseline": covered(h1, h0),
-                 "classes_confidence": float(f.amax(1).mean()), "classes_confidence_real": float(r.amax(1).mean())},
-                {"classifier": self.feature_net.name, "classes": r.shape[1], **self._counts()})
+        tv = lambda a, b: float((a - b).abs().sum() / 2)  # noqa: E731
+        out = {"classes_tv": tv(hf, hr), "classes_tv_baseline": tv(h1, h0),
+               "classes_covered": covered(hf, hr), "classes_covered_baseline": covered(h1, h0),
+               "classes_confidence": float(f.amax(1).mean()), "classes_confidence_real": float(r.amax(1).mean())}
+        return out, {"classifier": self.feature_net.name, "classes": r.shape[1], **self._counts()}
 
     def _ppl(self, G, real, fake):
         if self.lpips is not None:

@@ -109,15 +109,15 @@ def inception_features(path, channels: int, device="cpu") -> ImageFeatures:
 
 def load_features(spec, channels: int, spatial_dims: int, device="cpu") -> nn.Module:
     """A feature network for samples of ``channels`` channels and ``spatial_dims`` axes from ``spec``: an
-    ``nn.Module``, a ``torch.export`` program or TorchScript file, or a state dict of the FID Inception (2D) or
-    of a MedicalNet-style ResNet."""
+    ``nn.Module``, a ``torch.export`` program or TorchScript file, or a state dict (torch or safetensors file) of
+    the FID Inception (2D), a MedicalNet-style ResNet or ndgan's digit classifier."""
     if isinstance(spec, nn.Module):
         net = spec if hasattr(spec, "name") else ModuleFeatures(spec, type(spec).__name__)
         return net.to(device).eval().requires_grad_(False)
     path = Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: feature network file not found (expected a TorchScript file or a state "
-                                f"dict of the FID Inception or of a MedicalNet-style ResNet)")
+        raise FileNotFoundError(f"{path}: feature network file not found (expected weights of the FID Inception, a "
+                                f"MedicalNet-style ResNet or the digit classifier, or a TorchScript file)")
     kind = _archive_kind(path)
     if kind == "export":  # torch.export.save (.pt2): the successor of TorchScript
         net = ModuleFeatures(torch.export.load(str(path)).module(), f"exported program {path.name}")

@@ -38,8 +38,8 @@ class MetricSettings:
     temperature: float = 298.0  # kelvin, for the energy metrics
     truncation_psi: float = 1.0
     seed: int = 0
-    real_path: str | None = None  # real side from this data (held-out samples of the training data's source); None: the training data
-    real_options: dict = field(default_factory=dict)  # source options for real_path over data.options (energy: {seed: 1, n: 2000})
+    real_path: str | None = None  # held-out reals of the training data's source (None: the training data)
+    real_options: dict = field(default_factory=dict)  # their source options over data.options, e.g. {seed: 1}
 
 
 def check_names(names) -> tuple[str, ...]:

@@ -73,7 +73,7 @@ class TrainConfig:
     d_lr: float = 0.0025
     betas: tuple[float, float] = (0.0, 0.99)  # Adam betas (before the lazy-regularisation correction)
     loss: str = "nonsaturating"  # nonsaturating (StyleGAN2) | wgan-gp (the 3D port's)
-    r1_gamma: float | Literal["auto"] = "auto"  # R1 weight (nonsaturating loss); auto: 0.0002 * prod(data.shape) / batch
+    r1_gamma: float | Literal["auto"] = "auto"  # R1 weight; auto: 0.0002 * prod(data.shape) / batch
     r1_interval: int = 16  # lazy R1 every this many D steps (0: off)
     gp_weight: float = 10.0  # gradient penalty weight (wgan-gp loss)
     pl_weight: float = 2.0  # path-length regularisation weight (0: off)
@@ -89,7 +89,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "float32"  # float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
     compile: bool = False  # torch.compile the main forward passes
-    tf32: bool = False  # CUDA: TF32 matmuls and convolutions (R1 and path length differentiate twice: off by default)
+    tf32: bool = False  # CUDA: allow TF32 matmuls/convolutions (off: R1 and path length differentiate twice)
     cpu_malloc_cache: bool = True  # CPU on Linux/glibc: malloc reuses freed large blocks (ndgan.train.loop.cache_cpu_allocations)
     grid_size: int = 16  # samples in each snapshot grid
     max_rollbacks: int = 3  # non-finite values roll back to the newest checkpoint at most this often, then stop
@@ -303,7 +303,7 @@ def validate(cfg: Config) -> Config:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    from ..data import BUILT_IN, SOURCE_NAMES
+    from ..data import BUILT_IN, PATHLESS, SOURCE_NAMES
 
     if d.source not in SOURCE_NAMES:
         close = difflib.get_close_matches(d.source, SOURCE_NAMES, n=1)
@@ -311,6 +311,11 @@ def validate(cfg: Config) -> Config:
                           + (f" (did you mean {close[0]!r}?)" if close else ""))
     if d.path is None and d.source not in BUILT_IN:
         raise ConfigError(f"data.path: the {d.source} source needs a path; set data.path=...")
+    if cfg.metrics.real_path is not None and d.source in PATHLESS:
+        raise ConfigError(f"metrics.real_path: the {d.source} source reads no files; remove it (held-out "
+                          f"{d.source} samples come from metrics.real_options, e.g. another seed)")
+    if t.r1_gamma < 0 or t.gp_weight < 0 or t.pl_weight < 0:
+        raise ConfigError("train.r1_gamma / gp_weight / pl_weight: expected weights >= 0 (0 switches a term off)")
     if t.max_rollbacks < 0 or not 0 < t.rollback_lr_factor <= 1:
         raise ConfigError("train.max_rollbacks must be >= 0 and train.rollback_lr_factor in (0, 1]")
     if t.metrics_kimg is not None and t.metrics_kimg <= 0:

@@ -48,27 +48,45 @@ def source_options(data) -> dict:
     return {**base, **data.options}
 
 
-def metrics_dataset(cfg: Config, dataset):
-    """The real data the metrics compare with: held-out samples of the training data's source at
-    ``metrics.real_path`` and/or with ``metrics.real_options`` over ``data.options`` (e.g. energy cells of another
-    seed); without either, the training ``dataset``."""
+def held_out_config(cfg: Config):
+    """The data section of the metrics' held-out reals (``metrics.real_path`` and/or ``metrics.real_options``
+    over ``data.options``), or None when the metrics compare with the training data. Checks what can be
+    checked without opening anything: every rank calls it before training starts."""
     m = cfg.metrics
     if m.real_path is None and not m.real_options:
-        return dataset
+        return None
+    if m.real_path is None and cfg.data.source == "energy":
+        raise ConfigError("metrics.real_options: the energy source caches its cells at data.path; set "
+                          "metrics.real_path to another file for held-out cells")
     data = dataclasses.replace(cfg.data, path=m.real_path or cfg.data.path,
                                options={**cfg.data.options, **m.real_options})
-    if data.source not in BUILT_IN and not _exists(data.path):
+    if data.source not in BUILT_IN and not path_exists(data.path):
         raise ConfigError(f"metrics.real_path: {data.path} does not exist; point it at held-out data of the "
                           f"{data.source} source, or remove it to compare with the training data")
+    return data
+
+
+def metrics_dataset(cfg: Config, dataset):
+    """The real data the metrics compare with: the held-out set of ``held_out_config(cfg)`` (its samples and
+    physical units checked against the training ``dataset``), or ``dataset`` itself."""
+    data = held_out_config(cfg)
+    if data is None:
+        return dataset
     try:
         real = open_dataset(data.source, **source_options(data))
-    except TypeError as e:
-        raise ConfigError(f"metrics.real_options: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"metrics.real_path / metrics.real_options: {e}") from None
     first = real[0]
     sample = first[0] if isinstance(first, (list, tuple)) else first
     if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
         raise ConfigError(f"metrics.real_path: {data.path} gives samples of {tuple(sample.shape)}, the config "
                           f"trains on {(cfg.data.channels, *cfg.data.shape)}")
+    ours, theirs = getattr(dataset, "metadata", {}) or {}, getattr(real, "metadata", {}) or {}
+    for key in ("value_range", "units", "channel_names", "channel_value_ranges"):
+        a, b = (list(v) if isinstance(v, tuple) else v for v in (ours.get(key), theirs.get(key)))
+        if key in ours and key in theirs and a != b:
+            raise ConfigError(f"metrics.real_path: {data.path} has {key} {theirs.get(key)!r}, the training data "
+                              f"{ours.get(key)!r}; held-out reals must be in the training data's units")
     return real
 
 
@@ -197,16 +215,22 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
                 raise ConfigError(f"resume: the config's '{section}' section differs from the checkpoint's in what "
                                   f"defines the networks or the data; only train.* and data.path/options/workers "
                                   f"may change when resuming")
+        for key in ("r1_gamma", "ema_kimg"):  # e.g. a default that became auto since the checkpoint was written
+            if rank == 0 and old["train"].get(key) != new["train"][key]:
+                print(f"warning: train.{key} is {new['train'][key]:g} now, the checkpoint trained with "
+                      f"{old['train'].get(key)}; set train.{key} to keep it")
         if state["nimg"] >= int(round(t.kimg * 1000)) and rank == 0:
             print(f"nothing to do: the checkpoint is at {state['nimg'] / 1000:g} kimg, train.kimg={t.kimg:g}")
     torch.manual_seed(t.seed * 1_000_003 + rank)
 
     # Data and networks.
-    if cfg.data.source not in BUILT_IN and not _exists(cfg.data.path):
+    if cfg.data.source not in BUILT_IN and not path_exists(cfg.data.path):
         raise ConfigError(f"data.path: {cfg.data.path} does not exist. "
                           + (cfg.data.missing_hint or "Point data.path at the dataset."))
     with distributed.rank_zero_first():  # rank 0 generates or caches data files, the others then read them
         dataset = open_dataset(cfg.data.source, **source_options(cfg.data))
+    if t.metrics:
+        held_out_config(cfg)  # on every rank: a missing held-out file must not leave the others waiting
     first = dataset[0]
     sample = first[0] if isinstance(first, (list, tuple)) else first
     if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
@@ -304,7 +328,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         from ..metrics.evaluate import Evaluator
 
         real = metrics_dataset(cfg, dataset)  # rank 0 alone: the other ranks never evaluate
-        evaluator = Evaluator(t.metrics, real, cfg.metrics, device, metadata=getattr(real, "metadata", None))
+        evaluator = Evaluator(t.metrics, real, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
     every = max(int(round((t.metrics_kimg or t.snapshot_kimg) * 1000)), 1)
     next_metrics = (nimg // every + 1) * every
     lock = writer = bar = None
@@ -583,7 +607,8 @@ def stale_temporaries(run_dir: Path) -> list[Path]:
     return files + probes
 
 
-def _exists(path) -> bool:
+def path_exists(path) -> bool:
+    """Whether ``path`` (a file, a folder or a glob pattern) names anything."""
     import glob
 
     return path is not None and (Path(path).exists() or bool(glob.glob(str(path))))

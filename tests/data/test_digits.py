@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +9,8 @@ from sklearn import datasets as sklearn_datasets
 from ndgan.data import open_dataset
 from ndgan.data.digits import DigitsDataset
 from ndgan.train.__main__ import main as train_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bilinear_half_pixel(img: np.ndarray, size: int) -> np.ndarray:
@@ -59,7 +62,7 @@ def test_digits_refuse_shapes_they_cannot_give(kwargs, words):
 def test_digits_without_scikit_learn_is_one_line_naming_the_extra(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ImportError
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    code = train_cli(["configs/digits2d.yaml", "--out", str(tmp_path / "run")])
+    code = train_cli([str(ROOT / "configs/digits2d.yaml"), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert err[0].startswith("error:") and "scikit-learn" in err[0] and "ndgan[digits]" in err[0]

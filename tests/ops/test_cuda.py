@@ -68,7 +68,11 @@ def test_default_filter_follows_the_device(nd):
 def test_training_sets_tf32_from_the_config(tmp_path, tf32):
     from ndgan.train import load_config, train
 
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = not tf32  # the opposite first
-    train(load_config("configs/tiny2d.yaml", ["train.device=cuda", f"train.tf32={str(tf32).lower()}",
-                                              "train.kimg=0.008", "train.snapshot_kimg=0.008"]), tmp_path / "run")
-    assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
+    try:
+        train(load_config("configs/tiny2d.yaml", ["train.device=cuda", f"train.tf32={str(tf32).lower()}",
+                                                  "train.kimg=0.008", "train.snapshot_kimg=0.008"]), tmp_path / "run")
+        assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

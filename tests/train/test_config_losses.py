@@ -216,7 +216,7 @@ def test_auto_r1_gamma_and_ema_follow_stylegan2_ada(shape, batch):
     assert cfg.train.tf32 is False
     explicit = load_config(None, [f"data.shape={list(shape)}", "train.r1_gamma=0.5", "train.ema_kimg=2"])
     assert (explicit.train.r1_gamma, explicit.train.ema_kimg) == (0.5, 2.0)
-    assert to_dict(cfg)["train"]["r1_gamma"] == cfg.train.r1_gamma  # what config.yaml of a run shows
+    assert to_dict(cfg)["train"]["r1_gamma"] == pytest.approx(0.0002 * voxels / batch)  # config.yaml: the number
     assert from_dict(to_dict(cfg)) == cfg
 
 
@@ -225,6 +225,8 @@ def test_auto_r1_gamma_and_ema_follow_stylegan2_ada(shape, batch):
     (["train.kimg=auto"], "train.kimg: expected a number, got 'auto'"),
     (["train.loss=wgan-gp"], "augment.mode: .*WGAN critic .*fixed .*none"),
     (["train.tf32=yes please"], "train.tf32: expected true or false"),
+    (["train.r1_gamma=-1"], "train.r1_gamma / gp_weight / pl_weight: expected weights >= 0"),
+    (["metrics.real_path=held_out.h5"], "metrics.real_path: the procedural source reads no files"),
 ])
 def test_auto_and_tf32_errors_name_the_key(overrides, match):
     with pytest.raises(ConfigError, match=match):

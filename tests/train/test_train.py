@@ -399,6 +399,28 @@ def test_auto_values_are_written_resolved_and_metrics_use_held_out_reals(tmp_pat
     assert logged["hist_w1_baseline"] == pytest.approx(expected, rel=1e-6) and abs(expected - other) > 1e-4
 
 
+def test_metrics_cli_and_resume_use_the_run_config(tmp_path, capsys):
+    from ndgan.metrics.__main__ import main as metrics_cli
+
+    common = ["train.kimg=0.016", "train.snapshot_kimg=0.016", "train.metrics=[hist]", "metrics.num_gen=16",
+              "metrics.real_options={seed: 9, length: 64}"]
+    out = run("configs/tiny2d.yaml", tmp_path / "run", *common)
+    logged = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["results"]
+    assert metrics_cli([str(out), "--metrics", "hist", "--json", str(tmp_path / "m.json")]) == 0
+    offline = json.loads((tmp_path / "m.json").read_text())["results"]
+    assert offline["hist_w1_baseline"] == logged["hist_w1_baseline"]  # the same held-out reals, not the training set
+    capsys.readouterr()
+    run("configs/tiny2d.yaml", tmp_path / "run", *common, "train.kimg=0.032", "train.r1_gamma=0.5", resume="auto")
+    assert "warning: train.r1_gamma is 0.5 now, the checkpoint trained with 0.1" in capsys.readouterr().out
+
+
+def test_held_out_energy_cells_need_their_own_file(tmp_path):
+    with pytest.raises(ConfigError, match="metrics.real_options: the energy source caches"):
+        run("configs/tiny3d.yaml", tmp_path / "run", "data.source=energy", f"data.path={tmp_path / 'e.h5'}",
+            "data.options={n: 8, size: 16}", "train.metrics=[hist]", "metrics.real_options={seed: 1}")
+    assert not (tmp_path / "run").exists()
+
+
 def test_missing_held_out_reals_fail_before_step_0(tmp_path):
     import h5py
 
