@@ -32,7 +32,9 @@ def arguments(name: str, kimg: float, doc: str, precision: bool = False):
     if precision:
         p.add_argument("--precision", choices=["float32", "bfloat16", "both"], default="both")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="further config overrides")
-    return p.parse_args()
+    args = p.parse_args()
+    args.out = str(Path(args.out).resolve())  # relative to where the script is run; training runs in the repo root
+    return args
 
 
 def report(name: str, curves: dict, panels, title: str, out, extra: dict):
@@ -136,5 +138,5 @@ def write_summary(name: str, out, extra: dict):
 
 def export(out, path):
     """The run's G_ema as safetensors (python -m ndgan.export), replacing an older export."""
-    subprocess.run([sys.executable, "-m", "ndgan.export", str(out), "--out", str(path), "--overwrite"], check=True,
+    subprocess.run([sys.executable, "-m", "ndgan.export", str(Path(out).resolve()), "--out", str(path), "--overwrite"], check=True,
                    cwd=ROOT)

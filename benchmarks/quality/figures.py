@@ -2,7 +2,7 @@
 
     python benchmarks/quality/figures.py
 
-- docs/figures/digits.png: 32 real scans (a seeded draw) beside 32 generated digits (seeds 0-31);
+- docs/figures/digits.png: 36 real scans (a seeded draw) beside 36 generated digits (seeds 0-35);
 - docs/figures/energy16.png: the three mid-slices of both channels of 8 held-out cells beside 8 generated ones;
 - docs/figures/energy16-render.png: pyvista volume renders of a held-out and a generated cell (channel 0, K).
 """
@@ -43,9 +43,9 @@ def side_by_side(left: np.ndarray, right: np.ndarray, titles, path, gap=12):
 def digits():
     G = load_generator(common.ROOT / "pretrained" / "digits2d.safetensors")
     data = open_dataset("digits", size=32, shape=(32, 32), channels=1)
-    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:32].tolist()
+    pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:36].tolist()
     real = torch.stack([data[i] for i in pick])
-    fake = generate(G, list(range(32)))
+    fake = generate(G, list(range(36)))
     side_by_side(sample_grid(real), sample_grid(fake), ["real (scikit-learn digits)",
                                                         f"generated (pretrained/digits2d, {G.kimg:g} kimg)"],
                  common.FIGURES / "digits.png")
