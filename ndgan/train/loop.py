@@ -328,7 +328,10 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
         from ..metrics.evaluate import Evaluator
 
         real = metrics_dataset(cfg, dataset)  # rank 0 alone: the other ranks never evaluate
-        evaluator = Evaluator(t.metrics, real, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
+        # Feature networks initialise their layers from the global RNG before loading weights: forked, so that a
+        # run with metrics draws exactly the latents of one without.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            evaluator = Evaluator(t.metrics, real, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
     every = max(int(round((t.metrics_kimg or t.snapshot_kimg) * 1000)), 1)
     next_metrics = (nimg // every + 1) * every
     lock = writer = bar = None

@@ -92,3 +92,21 @@ def test_classes_needs_a_classifier(digits):
 
     with pytest.raises(ValueError, match="classes: needs a classifier"):
         Evaluator(["classes"], digits, MetricSettings(num_gen=8), features=RandomConvFeatures(1))
+
+
+def test_training_with_a_feature_network_trains_the_weights_of_training_without(tmp_path):
+    """Building the classifier (its layers draw initial weights) must not shift the training's random stream."""
+    from ndgan.train import load_config, train
+
+    small = ["G.z_dim=16", "G.w_dim=16", "G.channel_base=64", "G.channel_max=8", "D.channel_base=64",
+             "D.channel_max=8", "train.kimg=0.064", "train.snapshot_kimg=0.064", "metrics.num_gen=16"]
+    config = str(ROOT / "configs" / "digits2d.yaml")
+    with_metrics = train(load_config(config, small + ["train.metrics_kimg=0.032",
+                                                      f"metrics.features={SHIPPED}"]), tmp_path / "a")
+    plain = train(load_config(config, small + ["train.metrics=[]"]), tmp_path / "b")
+    assert len((with_metrics / "metrics.jsonl").read_text().splitlines()) == 2
+    a = torch.load(with_metrics / "checkpoint-000000064.pt", weights_only=True)
+    b = torch.load(plain / "checkpoint-000000064.pt", weights_only=True)
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    for name, tensor in a["G"].items():
+        assert torch.equal(tensor, b["G"][name]), name
