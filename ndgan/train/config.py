@@ -255,7 +255,8 @@ def load_config(path=None, overrides=()) -> Config:
 
 
 def resolve_auto(cfg: Config) -> Config:
-    """The config with every ``auto`` replaced by its value (StyleGAN2-ADA's ``auto`` config):
+    """The config with every ``auto`` replaced by its value (StyleGAN2-ADA's ``auto`` config), after checking
+    the batch and the shape the values are made from:
 
     - ``train.r1_gamma``: ``0.0002 * prod(data.shape) / train.batch``; in 3D this counts voxels, so R1's weight
       per element stays what it is for an image of as many pixels;
@@ -280,7 +281,6 @@ def validate(cfg: Config) -> Config:
     t, d = cfg.train, cfg.data
     checks = [
         (t.kimg > 0, "train.kimg: expected a positive number of kimg"),
-        (t.batch > 0, "train.batch: expected a positive batch size"),
         (t.snapshot_kimg > 0, "train.snapshot_kimg: expected a positive number"),
         (t.loss in ("nonsaturating", "wgan-gp"), f"train.loss: expected nonsaturating or wgan-gp, got {t.loss!r}"),
         (t.precision in ("float32", "bfloat16", "float16"),
@@ -290,7 +290,6 @@ def validate(cfg: Config) -> Config:
         (all(0 <= b < 1 for b in t.betas), f"train.betas: expected two values in [0, 1), got {list(t.betas)}"),
         (t.pl_batch_shrink >= 1 and t.r1_interval >= 0 and t.pl_interval >= 0,
          "train.pl_batch_shrink must be >= 1 and the intervals >= 0"),
-        (1 <= len(d.shape) <= 3 and all(s > 0 for s in d.shape), f"data.shape: expected 1 to 3 positive sizes, got {d.shape}"),
         (d.channels > 0, "data.channels: expected a positive number of channels"),
         (t.grid_size >= 1, "train.grid_size: expected at least 1 sample"),
         (t.log_steps >= 1, "train.log_steps: expected at least 1"),
