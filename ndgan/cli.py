@@ -34,6 +34,14 @@ def run(body, debug: bool = False) -> int:
                 raise
             print(f"error: {one_line(e)}", file=sys.stderr)
             return 2
+        except (MemoryError, RuntimeError) as e:  # an allocation that no estimate caught
+            from .budget import out_of_memory_message
+
+            message = out_of_memory_message(e)
+            if debug or message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            return 2
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

@@ -137,3 +137,55 @@ def check_free_space(path, nbytes: int, what: str) -> None:
     if free < nbytes:
         raise OSError(f"{path}: {what} needs about {nbytes / 2**30:.2f} GiB, the disk has {free / 2**30:.2f} GiB "
                       f"free; free space or write elsewhere")
+
+
+def program_archive(path):
+    """'torch.export program' or 'TorchScript program' when ``path`` is one of those archives (loading them
+    runs their code), else None (``torch.save`` files are zip archives too, without their marks)."""
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if any(name.endswith("/archive_format") for name in names):
+        return "torch.export program"
+    return "TorchScript program" if any("/code/" in name for name in names) else None
+
+
+def load_npy(path, mmap: bool = False):
+    """A NumPy ``.npy`` array, checked before it is read: an array of Python objects (which needs pickle, and
+    pickle can run code) is refused, a header that declares more bytes than the file holds is refused (it
+    would allocate what it declares), and a full read must fit in memory. Errors name the file."""
+    import numpy as np
+
+    from .budget import check_fits
+
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a readable NumPy .npy file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else 'empty or cut short'})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{path}: holds Python objects (dtype {dtype}), which only pickle can load, and pickle "
+                         f"can run code; save plain numbers (e.g. np.save(path, array.astype(np.float32)))")
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    held = os.path.getsize(path) - offset
+    if declared > held:
+        raise ValueError(f"{path}: the header declares shape {tuple(shape)} of {dtype} ({declared:,} bytes), the "
+                         f"file holds {held:,} bytes after it: cut short or corrupt")
+    if not mmap:
+        check_fits(declared, str(path), "use a smaller array")
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)

@@ -25,6 +25,7 @@ import torch
 from . import ops
 from . import cli
 from .export import load_generator, reference_affine, to_physical
+from .files import load_npy
 from .nets import Discriminator
 from .train import checkpoint as ckpt
 from .viz.grid import sample_grid, save_png
@@ -48,7 +49,7 @@ def load_target(path, G, index=0) -> torch.Tensor:
             raise ValueError(f"{path}: unknown target type; expected .png, .jpg, .npy, .nii, .nii.gz or .h5")
         try:
             if name.endswith(".npy"):
-                data = np.load(path).astype(np.float32)
+                data = load_npy(path).astype(np.float32)
             elif name.endswith((".nii", ".nii.gz")):
                 import nibabel as nib
 

@@ -9,14 +9,20 @@ exit code 2.
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 from . import cli
-from .files import atomic_write_all
+from .budget import TooLarge, check_fits
+from .files import atomic_write_all, load_npy
 
 from .viz.render import MODES, render, turntable
+
+
+RENDER_COPIES = 4  # float32 copies of a volume a render holds at once (ours, pyvista's, VTK's)
+MAX_SIZE = 16384  # pixels per side: the largest offscreen framebuffer VTK's OpenGL backends allow
 
 
 def read_volume(path, index=0, channel=0):
@@ -31,7 +37,13 @@ def read_volume(path, index=0, channel=0):
 
         try:
             img = nib.load(path)
+            check_fits(RENDER_COPIES * 4 * int(np.prod(img.shape, dtype=object)), f"{path}: rendering this volume",
+                       "crop or downsample it first")
             data = np.asarray(img.dataobj, dtype=np.float32)
+        except ValueError as e:
+            if isinstance(e, TooLarge):
+                raise
+            raise ValueError(f"{path}: unreadable NIfTI ({type(e).__name__})") from None
         except Exception as e:
             raise ValueError(f"{path}: unreadable NIfTI ({type(e).__name__})") from None
         spacing = img.header.get_zooms()[:3]
@@ -49,6 +61,8 @@ def read_volume(path, index=0, channel=0):
                 ds = h5["data"]
                 if not 0 <= index < ds.shape[0]:
                     raise ValueError(f"--index: {index} is out of range for {ds.shape[0]} samples in {path}")
+                check_fits(RENDER_COPIES * 4 * int(np.prod(ds.shape[1:], dtype=object)),
+                           f"{path}: rendering sample {index} of {tuple(ds.shape)}", "crop or downsample it first")
                 sample = np.asarray(ds[index], dtype=np.float32)
                 spacing = ds.attrs.get("spacing", h5.attrs.get("spacing"))
                 units = ds.attrs.get("units", h5.attrs.get("units"))
@@ -57,11 +71,7 @@ def read_volume(path, index=0, channel=0):
         volumes = (sample[None] if sample.ndim == 3 else sample)[None]
         index = 0
     elif name.endswith(".npy"):
-        try:
-            data = np.load(path).astype(np.float32)
-        except (ValueError, OSError, EOFError) as e:
-            raise ValueError(f"{path}: not a readable NumPy array ({type(e).__name__}: {str(e).splitlines()[0]})") \
-                from None
+        data = load_npy(path, mmap=True)  # only the sample rendered is read (below)
         volumes = {3: lambda a: a[None, None], 4: lambda a: a[None], 5: lambda a: a}.get(data.ndim, lambda a: None)(data)
         if volumes is None:
             raise ValueError(f"{path}: expected [D, H, W], [C, D, H, W] or [N, C, D, H, W], got shape {data.shape}")
@@ -74,7 +84,9 @@ def read_volume(path, index=0, channel=0):
     if not 0 <= channel < volumes.shape[1]:
         raise ValueError(f"--channel: {channel} is out of range for {volumes.shape[1]} channels in {path}")
     units = units.decode() if isinstance(units, bytes) else units
-    volume = volumes[index, channel]
+    check_fits(RENDER_COPIES * 4 * int(np.prod(volumes.shape[2:], dtype=object)),
+               f"{path}: rendering a volume of {tuple(volumes.shape[2:])}", "crop or downsample it first")
+    volume = np.asarray(volumes[index, channel], dtype=np.float32)
     if not np.isfinite(volume).all():
         raise ValueError(f"{path}: sample {index}, channel {channel} contains NaN or Inf")
     return volume, spacing, units
@@ -103,6 +115,13 @@ def _run(args) -> int:
 
     if args.frames < 1 or args.size < 16:
         raise ValueError("--frames: expected at least 1; --size: expected at least 16 pixels")
+    if args.size > MAX_SIZE:
+        raise ValueError(f"--size: {args.size} pixels per side is more than VTK can render offscreen ({MAX_SIZE}); "
+                         f"use a smaller --size")
+    if args.spacing is not None and not all(math.isfinite(v) and v > 0 for v in args.spacing):
+        raise ValueError(f"--spacing: expected three positive voxel sizes, got {' '.join(map(str, args.spacing))}")
+    check_fits(4 * args.size**2 * (1 + (args.frames if args.turntable else 0)), f"--size {args.size} and --frames "
+               f"{args.frames}: the pictures", "use a smaller --size or fewer --frames")
     outputs = [Path(args.out)] + ([Path(args.turntable)] if args.turntable else [])
     for path in outputs:
         if path.exists() and not args.overwrite:
@@ -110,6 +129,14 @@ def _run(args) -> int:
         if not path.parent.is_dir():
             raise FileNotFoundError(f"{path.parent}: output folder does not exist")
     volume, spacing, units = read_volume(args.file, args.index, args.channel)
+    if spacing is not None:
+        try:
+            spacing = tuple(float(v) for v in np.ravel(spacing))
+        except (TypeError, ValueError):
+            spacing = None
+        if spacing is None or len(spacing) != 3 or not all(math.isfinite(v) and v > 0 for v in spacing):
+            raise ValueError(f"{args.file}: the file's voxel spacing is not three positive numbers; fix its header "
+                             f"or 'spacing' attribute (render uses --spacing only when the file has none)")
     spacing = spacing if spacing is not None else (args.spacing or (1.0, 1.0, 1.0))
     kwargs = dict(mode=args.mode, spacing=spacing, iso=args.iso, units=units, window_size=(args.size, args.size))
     pictures = [Image.fromarray(render(volume, **kwargs))]

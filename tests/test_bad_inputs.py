@@ -55,8 +55,9 @@ def _h5(path, data, **attrs):
     return str(path)
 
 
-def _nii(path, data):
-    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.diag([1.5, 1.5, 2.0, 1.0])), path)
+def _nii(path, data, affine=None):
+    affine = np.diag([1.5, 1.5, 2.0, 1.0]) if affine is None else affine
+    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine), path)
     return path
 
 
@@ -234,10 +235,229 @@ CASES = [
      ["no", "output folder does not exist"]),
 ]
 
+# Round two (issue 18): files that would run code, inputs that exhaust memory or time, messages that named
+# nothing, checkpoints with malformed contents, foreign output folders, and runs that failed half-way.
+CASES += [
+    # A file is never run because of what its bytes look like: programs need --features-program.
+    ("security-torchscript-as-features", "metrics",
+     lambda tmp, ck: [_run_with(tmp, ck), "--metrics", "fid", "--features", _torchscript(tmp / "resnet_10.pth")],
+     ["resnet_10.pth", "TorchScript program", "--features-program"]),
+    ("security-export-as-features-in-a-config", "train",
+     lambda tmp, ck: [TINY2D, "train.metrics=[fid]", f"metrics.features={_exported(tmp / 'net.pt2')}",
+                      "--out", str(tmp / "run")], ["net.pt2", "torch.export program", "metrics.features_program"]),
+    ("security-torchscript-as-inception", "metrics",
+     lambda tmp, ck: [_run_with(tmp, ck), "--metrics", "fid", "--inception", _torchscript(tmp / "inception.pth")],
+     ["inception.pth", "TorchScript program", "weights only"]),
+    ("security-torchscript-as-lpips", "metrics",
+     lambda tmp, ck: [_run_with(tmp, ck), "--metrics", "ppl", "--lpips",
+                      f"{_torchscript(tmp / 'vgg16.pth')},{_torchscript(tmp / 'vgg.pth')}"],
+     ["vgg16.pth", "TorchScript program"]),
+    ("security-torchscript-as-checkpoint", "generate",
+     lambda tmp, ck: [_torchscript(tmp / "checkpoint-000000004.pt"), "--out", str(tmp / "o")],
+     ["checkpoint-000000004.pt", "TorchScript program"]),
+    ("security-npy-of-objects", "project",
+     lambda tmp, ck: [_run_with(tmp, ck), _npy_objects(tmp / "t.npy"), "--out", str(tmp / "p")],
+     ["t.npy", "object"]),
+    ("security-npy-of-objects-convert", "convert",
+     lambda tmp, ck: [_npy_objects(tmp / "s.npy"), "--out", str(tmp / "o.h5")], ["s.npy", "object"]),
+    # Sizes that cannot fit: estimated before anything is allocated.
+    ("memory-huge-z-dim", "train", _train("G.z_dim=100000000"), ["G", "GiB", "available"]),
+    ("memory-huge-shape", "train", _train("data.shape=[1000000,1000000]"), ["data.shape", "GiB", "available"]),
+    ("memory-huge-procedural-dataset", "train", _train("data.options={length: 1000000000000}"),
+     ["data.options.length", "1000000000000"]),
+    ("memory-huge-seed-range", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--seeds", "0-999999999", "--out",
+                                                            str(tmp / "o")], ["--seeds", "1000000000 samples"]),
+    ("memory-render-huge-volume", "render", lambda tmp, ck: [_declared_h5(tmp, (1, 1, 2048, 2048, 2048)), "--out",
+                                                             str(tmp / "r.png")], ["d.h5", "GiB", "available"]),
+    ("memory-npy-header-lies", "render", lambda tmp, ck: [_lying_npy(tmp / "v.npy"), "--out", str(tmp / "r.png")],
+     ["v.npy", "header", "bytes"]),
+    ("memory-npy-header-lies-convert", "convert", lambda tmp, ck: [_lying_npy(tmp / "v.npy"), "--out",
+                                                                   str(tmp / "o.h5")], ["v.npy", "header", "bytes"]),
+    ("memory-convert-to-huge-shape", "convert", lambda tmp, ck: [str(_png_folder(tmp)), "--shape", "100000", "100000",
+                                                                 "--out", str(tmp / "o.h5")], ["--shape", "GiB"]),
+    ("memory-hdf5-declares-a-huge-dataset", "train",
+     lambda tmp, ck: _train_on(tmp, _declared_h5(tmp, (10**9, 2, 16, 16, 16))), ["d.h5", "10⁹", "NaN"]),
+    ("memory-render-huge-picture", "render", lambda tmp, ck: [_volume_h5(tmp), "--size", "100000", "--out",
+                                                              str(tmp / "r.png")], ["--size", "100000"]),
+    ("config-billion-laughs", "train", lambda tmp, ck: [_write(tmp / "laughs.yaml", _laughs())],
+     ["laughs.yaml", "aliases"]),
+    # Configs that gave tracebacks or silently won.
+    ("config-nested-thousands-deep", "train", lambda tmp, ck: [_write(tmp / "deep.yaml", "a: " + "[" * 5000 + "]" * 5000)],
+     ["deep.yaml", "nested"]),
+    ("config-non-string-key", "train", lambda tmp, ck: [_write(tmp / "k.yaml", "train: {1: 2}\n")],
+     ["k.yaml", "train", "1", "not a string"]),
+    ("config-binary-file", "train", lambda tmp, ck: [_write_bytes(tmp / "model.yaml", bytes(range(256)) * 4)],
+     ["model.yaml", "not a text file"]),
+    ("config-duplicate-key", "train", lambda tmp, ck: [_write(tmp / "dup.yaml", "train:\n  kimg: 1\n  kimg: 2\n")],
+     ["dup.yaml", "line 3", "kimg", "twice"]),
+    ("config-data-option-of-the-wrong-type", "train", _train("data.options={length: 64, seed: abc}"),
+     ["data.options.seed", "integer"]),
+    ("config-huge-seed", "train", _train("train.seed=99999999999999999999999"), ["train.seed", "2**63"]),
+    ("config-workers-named", "train", _train("data.workers=-1"), ["data.workers"]),
+    ("config-value-range-not-numbers", "train",
+     lambda tmp, ck: [*_train_on(tmp, _volume_h5(tmp))[:-2], "data.options={value_range: [a, b]}", "--out",
+                      str(tmp / "run")], ["data.options.value_range", "number"]),
+    # Checkpoints whose contents are malformed: the field is named.
+    ("checkpoint-config-without-a-section", "generate",
+     lambda tmp, ck: [_edited(tmp, ck, lambda s: s["config"].pop("data")), "--out", str(tmp / "o")],
+     ["config", "'data'"]),
+    ("checkpoint-counter-as-a-string", "train",
+     lambda tmp, ck: [TINY2D, *SMALL, "train.kimg=0.008", "--out", str(tmp / "r2"), "--resume",
+                      _edited(tmp, ck, lambda s: s.update(nimg="4"))], ["nimg", "integer"]),
+    ("checkpoint-rng-state-of-the-wrong-size", "train",
+     lambda tmp, ck: [TINY2D, *SMALL, "train.kimg=0.008", "--out", str(tmp / "r2"), "--resume",
+                      _edited(tmp, ck, lambda s: s["rng"].update(torch=torch.zeros(7, dtype=torch.uint8)))],
+     ["rng", "5056"]),
+    ("checkpoint-tensor-inside-the-config", "generate",
+     lambda tmp, ck: [_edited(tmp, ck, lambda s: s["config"]["train"].update(kimg=torch.ones(2))), "--out",
+                      str(tmp / "o")], ["config.train.kimg", "Tensor"]),
+    ("checkpoint-another-networks-discriminator", "project",
+     lambda tmp, ck: [_edited(tmp, ck, lambda s: s.update(D={"w": torch.zeros(3)})), _target(tmp), "--out",
+                      str(tmp / "p"), "--steps", "1"], ["D", "do not fit"]),
+    ("checkpoint-nan-weights", "generate",
+     lambda tmp, ck: [_edited(tmp, ck, _nan_weight), "--out", str(tmp / "o")], ["G_ema.", "NaN"]),
+    ("checkpoint-overflowing-weights", "generate",
+     lambda tmp, ck: [_edited(tmp, ck, _huge_weight), "--out", str(tmp / "o")], ["non-finite", "samples"]),
+    # Data.
+    ("nifti-singular-affine", "train",
+     lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", np.ones((10, 12, 9)), np.zeros((4, 4)))),
+     ["s0.nii.gz", "affine is singular"]),
+    ("nifti-nan-affine", "train",
+     lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", np.ones((10, 12, 9)),
+                                                         np.diag([np.nan, 1, 1, 1]))),
+     ["s0.nii.gz", "affine is not finite"]),
+    ("hdf5-negative-labels", "train",
+     lambda tmp, ck: [*_train_on(tmp, _labelled_h5(tmp, [0, -1, 2, 1])), "data.options={labels: labels}"],
+     ["l.h5", "labels", "-1"]),
+    ("hdf5-integer-data", "train",
+     lambda tmp, ck: _train_on(tmp, _h5(tmp / "i.h5", np.zeros((4, 2, 16, 16, 16), np.int16))),
+     ["i.h5", "data.options.value_range"]),
+    # CLI values whose errors named nothing.
+    ("cli-huge-seed", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--seeds", "99999999999999999999999",
+                                                   "--out", str(tmp / "o")], ["--seeds", "2**32"]),
+    ("cli-render-zero-spacing", "render", lambda tmp, ck: [_volume_h5(tmp), "--spacing", "0", "1", "1", "--out",
+                                                           str(tmp / "r.png")], ["--spacing", "positive"]),
+    ("cli-generate-out-is-a-file", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--out", _write(tmp / "o", "x")],
+     ["--out", "is a file"]),
+    # Output folders that are not ndgan's, and runs that fail after they started.
+    ("out-foreign-folder", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", _foreign(tmp)],
+     ["--out", "not an ndgan run folder", "--overwrite"]),
+    ("out-failed-run-removes-its-folder", "train",
+     lambda tmp, ck: _train_on(tmp, _late_nan(tmp)), ["late.h5", "[6]", "NaN"]),
+    ("out-failed-run-on-a-late-corrupt-image", "train",
+     lambda tmp, ck: [TINY2D, *SMALL, "data.source=images", "data.options={}",
+                      f"data.path={_late_corrupt_png(_png_folder(tmp, n=12))}", "--out", str(tmp / "run")],
+     ["9.png", "unreadable"]),
+]
+
 
 def _write(path, text):
     Path(path).write_text(text)
     return str(path)
+
+
+def _write_bytes(path, data):
+    Path(path).write_bytes(data)
+    return str(path)
+
+
+class _Stats(torch.nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :8]
+
+
+def _torchscript(path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(_Stats()).save(str(path))
+    return str(path)
+
+
+def _exported(path):
+    torch.export.save(torch.export.export(_Stats(), (torch.randn(2, 3, 32, 32),)), str(path))
+    return str(path)
+
+
+def _npy_objects(path):
+    np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    return str(path)
+
+
+def _declared_h5(tmp, shape):
+    """An HDF5 file declaring a huge chunked dataset that holds (almost) nothing."""
+    with h5py.File(tmp / "d.h5", "w") as f:
+        f.create_dataset("data", shape=shape, dtype=np.float32, chunks=(1, 1, *shape[2:4], min(shape[4], 16)))
+    return str(tmp / "d.h5")
+
+
+def _lying_npy(path):
+    """A .npy whose header declares 4 x 1 x 4096^3 float32 (1 TiB) over 100 bytes of data."""
+    header = {"descr": "<f4", "fortran_order": False, "shape": (4, 1, 4096, 4096, 4096)}
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 100)
+    return str(path)
+
+
+def _laughs():
+    lines = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i, (prev, name) in enumerate(zip("abcdefgh", "bcdefghi")):
+        lines.append(f"{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]")
+    return "\n".join(lines) + "\ntrain: {kimg: 1}\ndata: {options: {x: *i}}\n"
+
+
+def _edited(tmp, checkpoint, edit):
+    """A copy of the good checkpoint in tmp/run with ``edit(state)`` applied."""
+    state = torch.load(checkpoint, weights_only=True)
+    edit(state)
+    (tmp / "run").mkdir(exist_ok=True)
+    path = tmp / "run" / checkpoint.name
+    torch.save(state, path)
+    return str(path)
+
+
+def _nan_weight(state):
+    name = next(k for k, v in state["G_ema"].items() if v.is_floating_point() and v.numel() > 1)
+    state["G_ema"][name][0] = float("nan")
+
+
+def _huge_weight(state):
+    for k, v in state["G_ema"].items():
+        if k.endswith("weight") and "torgb" in k.lower() or "to_rgb" in k.lower():
+            v.mul_(1e38)
+
+
+def _target(tmp):
+    return _npy(tmp / "t.npy", np.zeros((3, 32, 32), np.float32))
+
+
+def _labelled_h5(tmp, labels):
+    with h5py.File(tmp / "l.h5", "w") as f:
+        f.create_dataset("data", data=np.random.default_rng(0).uniform(-1, 1, (4, 2, 16, 16, 16)).astype(np.float32))
+        f.create_dataset("labels", data=np.asarray(labels))
+    return str(tmp / "l.h5")
+
+
+def _foreign(tmp):
+    """A user's own folder with a config.yaml and a stats.jsonl but no checkpoint."""
+    folder = tmp / "mine"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("my: notes\n")
+    (folder / "stats.jsonl").write_text('{"mine": 1}\n')
+    return str(folder)
+
+
+def _late_nan(tmp):
+    data = np.random.default_rng(0).uniform(-1, 1, (8, 2, 16, 16, 16)).astype(np.float32)
+    data[6, 0, 1, 2, 3] = np.nan
+    return _h5(tmp / "late.h5", data)
+
+
+def _late_corrupt_png(folder):
+    (folder / "9.png").write_bytes((folder / "9.png").read_bytes()[:60])
+    return folder
 
 
 def _mkdir(path):

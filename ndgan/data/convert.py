@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from .. import cli
-from ..files import atomic_write, check_free_space
+from ..files import atomic_write, check_free_space, load_npy
 
 
 def _write(out, arrays, meta, extra=None):
@@ -50,11 +50,7 @@ def convert(src, out, shape=None, spacing=None, channels=None, patterns=None, sp
         raise FileNotFoundError(f"{out.parent}: output folder does not exist")
     rejected, extra = [], None
     if src.suffix.lower() == ".npy":
-        try:
-            stack = np.load(src, mmap_mode="r")
-        except (ValueError, OSError, EOFError) as e:
-            raise ValueError(f"{src}: not a readable NumPy array ({type(e).__name__}: {str(e).splitlines()[0]})") \
-                from None
+        stack = load_npy(src, mmap=True)
         nd = spatial_dims or stack.ndim - 2
         if stack.ndim not in (nd + 1, nd + 2) or not 1 <= nd <= 3:
             raise ValueError(f"{src}: shape {stack.shape} does not fit spatial_dims={nd}; use [N, C, *S] or [N, *S]")

@@ -34,9 +34,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, help="batch size (even)")
     p.add_argument("--inception", help="FID Inception weights file (or set NDGAN_INCEPTION)")
     p.add_argument("--lpips", help="LPIPS weights for ppl: VGG16.pth,LIN.pth")
-    p.add_argument("--features", help="feature network for fid/kid/pr/ppl/classes: MedicalNet-style ResNet, "
-                                      "Inception or digit-classifier weights (.pth/.safetensors), torch.export "
-                                      "(.pt2) or TorchScript file")
+    p.add_argument("--features", help="feature network weights for fid/kid/pr/ppl/classes: MedicalNet-style "
+                                      "ResNet, Inception or digit classifier (.pth/.safetensors; weights only, "
+                                      "never code)")
+    p.add_argument("--features-program", help="a feature network program instead (torch.export .pt2 or "
+                                              "TorchScript): loading it RUNS THE FILE'S CODE, so only a file you trust")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", help="write the results to this JSON file (refuses to overwrite)")
@@ -81,9 +83,14 @@ def _run(args) -> int:
     if args.data is None:
         dataset = metrics_dataset(cfg, dataset)  # the run's metrics.real_path / real_options, as in training
     overrides = {"num_gen": args.num, "num_real": args.num_real, "batch": args.batch, "inception": args.inception,
-                 "features": args.features, "seed": args.seed,
+                 "features": args.features, "features_program": args.features_program, "seed": args.seed,
                  "lpips": tuple(x for x in args.lpips.split(",") if x) if args.lpips else None}
-    settings = dataclasses.replace(cfg.metrics, **{k: v for k, v in overrides.items() if v is not None})
+    if args.features and args.features_program:
+        raise ValueError("--features and --features-program: give one feature network, not both")
+    if args.features or args.features_program:  # the flag replaces the run's own choice of either kind
+        overrides.update(features=args.features, features_program=args.features_program)
+    settings = dataclasses.replace(cfg.metrics, **{k: v for k, v in overrides.items()
+                                                   if v is not None or k.startswith("features")})
     evaluator = Evaluator(names, dataset, settings, args.device, metadata=metadata)
     expected, got = (G.channels, *G.shape), (evaluator.channels, *evaluator.shape)
     if tuple(expected) != got:

@@ -94,14 +94,18 @@ class Evaluator:
 
     def _primary_features(self):
         s = self.s
-        spec = self.features_override if self.features_override is not None else s.features
-        if spec is not None:
-            return load_features(spec, self.channels, self.nd, self.device)
+        if self.features_override is not None:
+            return load_features(self.features_override, self.channels, self.nd, self.device)
+        if s.features_program is not None:
+            return load_features(s.features_program, self.channels, self.nd, self.device, program=True)
+        if s.features is not None:
+            return load_features(s.features, self.channels, self.nd, self.device)
         if self.nd == 2:
             return inception_features(s.inception, self.channels, self.device)
         raise ValueError(f"fid/kid/pr/ppl on data with {self.nd} spatial axes need a feature network: set "
-                         f"metrics.features (--features) to a MedicalNet-style ResNet state dict, a torch.export "
-                         f"or TorchScript file, or use fid_slices / mmd / msssim / hist")
+                         f"metrics.features (--features) to a MedicalNet-style ResNet state dict or "
+                         f"metrics.features_program (--features-program) to a torch.export or TorchScript program, "
+                         f"or use fid_slices / mmd / msssim / hist")
 
     def _labels(self):
         """Conditions for generated samples: labels of up to 2000 dataset items drawn at random (seeded)."""

@@ -7,18 +7,18 @@ in [-1, 1] as ndgan's data and generators give them.
 - ``VolumeFeatures``: an N-d encoder (e.g. a MedicalNet ResNet) on volumes, each sample and channel z-scored
   as MedicalNet's preprocessing does; a one-channel encoder sees every channel separately.
 - ``load_features(spec)``: a weights file (Inception, MedicalNet-style ResNet or ndgan's digit classifier,
-  recognised by its keys; a ``weights_only`` torch file or safetensors), a ``torch.export`` program (``.pt2``), a
-  TorchScript file, or an ``nn.Module`` in Python.
+  recognised by its keys; a ``weights_only`` torch file or safetensors) or an ``nn.Module`` in Python; with
+  ``program=True`` only, a ``torch.export`` program (``.pt2``) or TorchScript file, whose code runs.
 """
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..files import program_archive
 from .digits import DigitClassifier, is_classifier_state
 from .inception import InceptionV3, check_keys, load_inception, load_state_dict
 from .resnet import encoder_from_state_dict
@@ -107,24 +107,39 @@ def inception_features(path, channels: int, device="cpu") -> ImageFeatures:
     return ImageFeatures(load_inception(path, device), channels, "Inception-v3 (FID, pt_inception-2015-12-05)")
 
 
-def load_features(spec, channels: int, spatial_dims: int, device="cpu") -> nn.Module:
+def load_features(spec, channels: int, spatial_dims: int, device="cpu", program: bool = False) -> nn.Module:
     """A feature network for samples of ``channels`` channels and ``spatial_dims`` axes from ``spec``: an
-    ``nn.Module``, a ``torch.export`` program or TorchScript file, or a state dict (torch or safetensors file) of
-    the FID Inception (2D), a MedicalNet-style ResNet or ndgan's digit classifier."""
+    ``nn.Module``, or a file of weights (a torch state dict, read with ``weights_only``, or safetensors) of the
+    FID Inception (2D), a MedicalNet-style ResNet or ndgan's digit classifier.
+
+    A network *program* (a ``torch.export`` archive or TorchScript file) runs the file's own code when it is
+    loaded and called, so it is loaded only when asked for with ``program=True`` (``--features-program`` /
+    ``metrics.features_program``), never because of what a file's bytes look like; with ``program=True``
+    nothing else is accepted."""
     if isinstance(spec, nn.Module):
         net = spec if hasattr(spec, "name") else ModuleFeatures(spec, type(spec).__name__)
         return net.to(device).eval().requires_grad_(False)
     path = Path(spec)
+    flag = "--features-program / metrics.features_program" if program else "--features / metrics.features"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: feature network file not found (expected weights of the FID Inception, a "
-                                f"MedicalNet-style ResNet or the digit classifier, or a TorchScript file)")
-    kind = _archive_kind(path)
-    if kind == "export":  # torch.export.save (.pt2): the successor of TorchScript
-        net = ModuleFeatures(torch.export.load(str(path)).module(), f"exported program {path.name}")
-        return net.to(device).requires_grad_(False)
-    if kind == "torchscript":
+        raise FileNotFoundError(f"{path}: feature network file not found ({flag}: expected "
+                                + ("a torch.export (.pt2) or TorchScript program)" if program else
+                                   "weights of the FID Inception, a MedicalNet-style ResNet or the digit "
+                                   "classifier)"))
+    kind = program_archive(path)
+    if program:
+        if kind is None:
+            raise ValueError(f"{path}: not a torch.export or TorchScript program; weights files are given as "
+                             f"--features / metrics.features")
+        if kind == "torch.export program":  # torch.export.save (.pt2): the successor of TorchScript
+            net = ModuleFeatures(torch.export.load(str(path)).module(), f"exported program {path.name}")
+            return net.to(device).requires_grad_(False)
         net = ModuleFeatures(torch.jit.load(str(path), map_location="cpu"), f"TorchScript {path.name}")
         return net.to(device).eval().requires_grad_(False)
+    if kind is not None:
+        raise ValueError(f"{path}: a {kind}, not weights; --features / metrics.features load weights only, because "
+                         f"loading a program runs its code: if you trust the file, pass it as --features-program "
+                         f"/ metrics.features_program")
     state = _read_safetensors(path) if path.suffix == ".safetensors" else load_state_dict(path, "feature network weights")
     if is_classifier_state(state):
         net = DigitClassifier.from_state_dict(state, path)
@@ -157,15 +172,3 @@ def _read_safetensors(path: Path) -> dict:
     except Exception as e:  # safetensors' own error type for a corrupt or foreign file
         raise ValueError(f"{path}: not a safetensors file of feature network weights ({type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
-
-
-def _archive_kind(path: Path):
-    """'export' for torch.export archives, 'torchscript' for TorchScript ones (they carry ``<name>/code/``),
-    None for anything else (``torch.save`` files are zip archives too, without either)."""
-    if not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-    if any(name.endswith("/archive_format") for name in names):
-        return "export"
-    return "torchscript" if any("/code/" in name for name in names) else None

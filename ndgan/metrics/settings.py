@@ -28,7 +28,8 @@ class MetricSettings:
     batch: int = 16  # samples per generator / feature batch (even: MS-SSIM pairs come from one batch)
     inception: str | None = None  # FID Inception weights file (None: $NDGAN_INCEPTION)
     lpips: tuple[str, ...] = ()  # LPIPS weights: torchvision's VGG-16 file and the LPIPS heads file
-    features: str | None = None  # feature network file for fid/kid/pr/ppl on non-image data
+    features: str | None = None  # feature network weights for fid/kid/pr/ppl on non-image data (weights only)
+    features_program: str | None = None  # or a torch.export / TorchScript program instead: loading it runs its code
     slices: int = 8  # slices per axis for fid_slices
     ppl_samples: int = 2000  # latent pairs for ppl
     mmd_samples: int = 1000  # samples per side kept for mmd
@@ -69,6 +70,8 @@ def check_settings(s: MetricSettings, where: str = "metrics") -> MetricSettings:
         (s.kid_subsets >= 1 and s.kid_subset_size >= 2, "kid_subsets, kid_subset_size: expected >= 1 and >= 2"),
         (s.temperature > 0, "temperature: expected a positive temperature in kelvin"),
         (len(s.lpips) in (0, 1, 2), "lpips: expected [VGG16.pth, LIN.pth], one combined file, or nothing"),
+        (s.features is None or s.features_program is None, "features and features_program: give one feature "
+         "network, not both (features: weights; features_program: a program, whose code runs)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..files import atomic_write
+from ..files import atomic_write, program_archive
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
@@ -39,6 +39,10 @@ def load_plain(path, what: str, map_location="cpu"):
     """``torch.load(path, weights_only=True)``: tensors and plain containers only. A file whose pickle would
     build other objects (and could run code doing so) is refused unopened; any failure is a ValueError naming
     the file and ``what`` it should have been."""
+    kind = program_archive(path)
+    if kind is not None:
+        raise ValueError(f"{path}: a {kind}, not {what}; ndgan loads weights only here, never code (a program "
+                         f"runs its code when loaded)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:

@@ -630,7 +630,9 @@ def test_load_features_exported_program(tmp_path):
     batch = torch.export.Dim("batch")
     program = torch.export.export(VolumeStats(), (torch.randn(2, 2, 4, 5, 6),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(path))
-    net = load_features(path, channels=2, spatial_dims=3)
+    with pytest.raises(ValueError, match="features-program"):  # never loaded as weights
+        load_features(path, channels=2, spatial_dims=3)
+    net = load_features(path, channels=2, spatial_dims=3, program=True)
     assert "exported program" in net.name
     x = torch.randn(3, 2, 4, 5, 6)
     torch.testing.assert_close(net(x), torch.cat([x.mean((2, 3, 4)), x.amax((2, 3, 4))], 1))
@@ -640,7 +642,9 @@ def test_load_features_exported_program(tmp_path):
 def test_load_features_torchscript_file(tmp_path):
     path = tmp_path / "stats.pt"
     torch.jit.script(VolumeStats()).save(str(path))
-    net = load_features(path, channels=2, spatial_dims=3)
+    with pytest.raises(ValueError, match="TorchScript program, not weights"):
+        load_features(path, channels=2, spatial_dims=3)
+    net = load_features(path, channels=2, spatial_dims=3, program=True)
     assert not net.training
     x = torch.randn(3, 2, 4, 5, 6)
     torch.testing.assert_close(net(x), torch.cat([x.mean((2, 3, 4)), x.amax((2, 3, 4))], 1))
