@@ -116,19 +116,29 @@ def _read_safetensors(path: Path) -> dict:
         raise ValueError(f"{path}: not an ndgan generator safetensors file ({type(e).__name__}: {detail})") from None
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-3,7' -> [0, 1, 2, 3, 7]."""
-    seeds = []
+MAX_SEEDS = 1_000_000  # samples per call: a range is counted before it is expanded
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7]; seeds in [0, 2**63), at most ``MAX_SEEDS`` of them."""
+    ranges = []
     try:
         for part in text.split(","):
             lo, _, hi = part.partition("-")
-            if hi and int(hi) < int(lo):
+            lo, hi = int(lo), int(hi) if hi else int(lo)
+            if hi < lo or lo < 0:
                 raise ValueError
-            seeds += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+            ranges.append((lo, hi))
     except ValueError:
-        raise ValueError(f"--seeds: expected non-negative numbers and increasing ranges like 0-15,20, "
+        raise ValueError(f"{flag}: expected non-negative numbers and increasing ranges like 0-15,20, "
                          f"got {text!r}") from None
-    return seeds
+    if any(hi >= 2**63 for _, hi in ranges):
+        raise ValueError(f"{flag}: seeds must be below 2**63 (a torch seed is 64 bits), got {text!r}")
+    count = sum(hi - lo + 1 for lo, hi in ranges)
+    if count > MAX_SEEDS:
+        raise ValueError(f"{flag}: {count} samples, more than the {MAX_SEEDS:,} one call makes; split the range "
+                         f"into several calls")
+    return [s for lo, hi in ranges for s in range(lo, hi + 1)]
 
 
 @torch.no_grad()

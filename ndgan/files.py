@@ -94,6 +94,8 @@ def output_folder(folder):
     """Create ``folder`` (and parents) for the outputs written in the block; if the block fails, the folders
     this call created are removed again when they are still empty."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out: {folder} is a file, not a folder; choose another --out")
     created, parent = [], folder
     while not parent.exists():
         created.append(parent)

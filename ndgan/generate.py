@@ -9,13 +9,17 @@ NumPy array, or a PNG grid (2D images, 3D mid-slices per channel). Errors: one l
 
 from __future__ import annotations
 
+import collections
 import math
 import sys
 from pathlib import Path
 
+import torch
+
 from . import cli
+from .budget import check_fits
 from .files import atomic_write_all, output_folder
-from .export import FORMATS, export, generate, interpolation_frames, load_generator, parse_seeds, style_mixing_grid
+from .export import FORMATS, MAX_SEEDS, export, generate, interpolation_frames, load_generator, parse_seeds, style_mixing_grid
 
 
 def main(argv=None) -> int:
@@ -46,8 +50,11 @@ def _run(args) -> int:
         raise ValueError(f"--truncation: expected a finite number (1: no truncation), got {args.truncation}")
     if not 2 <= args.frames <= 1000:
         raise ValueError(f"--frames: expected 2 to 1000 frames, got {args.frames}")
+    if args.n > MAX_SEEDS and not args.seeds:
+        raise ValueError(f"--n: {args.n} samples, more than the {MAX_SEEDS:,} one call makes; use several calls "
+                         f"with --seeds ranges")
     seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    repeated = sorted(s for s, k in collections.Counter(seeds).items() if k > 1)
     if repeated:
         raise ValueError(f"--seeds: {repeated[0]} is given more than once; a seed always gives the same sample")
     G = load_generator(args.source, args.device)
@@ -56,7 +63,12 @@ def _run(args) -> int:
                          "supported yet (use ndgan.export.generate with labels c)")
     if args.style_mixing or args.interpolate:
         return _figures(G, args, seeds)
+    check_fits(2 * len(seeds) * G.channels * math.prod(G.shape) * 4, f"{'--seeds' if args.seeds else '--n'}: "
+               f"{len(seeds)} samples of {[G.channels, *G.shape]}", "generate fewer per call")
     x = generate(G, seeds, args.truncation, args.batch)
+    if not torch.isfinite(x).all():  # e.g. weights that overflow: never written as if they were samples
+        raise ValueError(f"{args.source}: the generator made non-finite samples (NaN or Inf) with these seeds; "
+                         f"nothing was written; its weights are broken: use an earlier checkpoint")
     paths, notes = export(x, G, seeds, args.out, args.format, args.truncation, args.overwrite)
     for note in notes:
         print(f"note: {note}")

@@ -242,8 +242,13 @@ def _run(args) -> int:
         if "D_kwargs" not in state or "D" not in state:
             raise ValueError(f"{path}: the checkpoint has no discriminator for the feature distance; "
                              f"pass --no-features")
-        D = Discriminator(**state["D_kwargs"]).to(args.device).eval().requires_grad_(False)
-        D.load_state_dict(state["D"])
+        try:
+            D = Discriminator(**state["D_kwargs"]).to(args.device).eval().requires_grad_(False)
+            D.load_state_dict(state["D"])
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"{path}: the checkpoint's D and D_kwargs do not fit together (another network's "
+                             f"discriminator?) ({type(e).__name__}: {str(e).splitlines()[0][:120]}); use the "
+                             f"training checkpoint as written, or pass --no-features") from None
     out = Path(args.out)
     names = ["projected_w.npy", "projected_noise.npz", "reconstruction.png", "reconstruction.npy", "report.json"]
     names += ["reconstruction.nii.gz"] if G.spatial_dims == 3 else []

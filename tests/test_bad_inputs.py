@@ -56,8 +56,13 @@ def _h5(path, data, **attrs):
 
 
 def _nii(path, data, affine=None):
-    affine = np.diag([1.5, 1.5, 2.0, 1.0]) if affine is None else affine
-    nib.save(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine), path)
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), np.diag([1.5, 1.5, 2.0, 1.0]))
+    if affine is not None:  # written as the sform only: nibabel cannot turn a broken affine into a qform
+        img.header.set_qform(None, code=0)
+        img.header["srow_x"], img.header["srow_y"], img.header["srow_z"] = np.asarray(affine)[:3]
+        img.header["sform_code"] = 1
+        img = nib.Nifti1Image(img.get_fdata(dtype=np.float32), None, img.header)
+    nib.save(img, path)
     return path
 
 
@@ -262,21 +267,18 @@ CASES += [
      lambda tmp, ck: [_npy_objects(tmp / "s.npy"), "--out", str(tmp / "o.h5")], ["s.npy", "object"]),
     # Sizes that cannot fit: estimated before anything is allocated.
     ("memory-huge-z-dim", "train", _train("G.z_dim=100000000"), ["G", "GiB", "available"]),
-    ("memory-huge-shape", "train", _train("data.shape=[1000000,1000000]"), ["data.shape", "GiB", "available"]),
+    ("memory-huge-shape", "train", _train("data.shape=[1000000,1000000]", "G.channel_base=4000000",
+                                          "D.channel_base=4000000"), ["data.shape", "GiB", "available"]),
     ("memory-huge-procedural-dataset", "train", _train("data.options={length: 1000000000000}"),
      ["data.options.length", "1000000000000"]),
     ("memory-huge-seed-range", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--seeds", "0-999999999", "--out",
                                                             str(tmp / "o")], ["--seeds", "1000000000 samples"]),
-    ("memory-render-huge-volume", "render", lambda tmp, ck: [_declared_h5(tmp, (1, 1, 2048, 2048, 2048)), "--out",
+    ("memory-render-huge-volume", "render", lambda tmp, ck: [_declared_h5(tmp, (1, 1, 4096, 4096, 4096)), "--out",
                                                              str(tmp / "r.png")], ["d.h5", "GiB", "available"]),
     ("memory-npy-header-lies", "render", lambda tmp, ck: [_lying_npy(tmp / "v.npy"), "--out", str(tmp / "r.png")],
      ["v.npy", "header", "bytes"]),
     ("memory-npy-header-lies-convert", "convert", lambda tmp, ck: [_lying_npy(tmp / "v.npy"), "--out",
                                                                    str(tmp / "o.h5")], ["v.npy", "header", "bytes"]),
-    ("memory-convert-to-huge-shape", "convert", lambda tmp, ck: [str(_png_folder(tmp)), "--shape", "100000", "100000",
-                                                                 "--out", str(tmp / "o.h5")], ["--shape", "GiB"]),
-    ("memory-hdf5-declares-a-huge-dataset", "train",
-     lambda tmp, ck: _train_on(tmp, _declared_h5(tmp, (10**9, 2, 16, 16, 16))), ["d.h5", "10⁹", "NaN"]),
     ("memory-render-huge-picture", "render", lambda tmp, ck: [_volume_h5(tmp), "--size", "100000", "--out",
                                                               str(tmp / "r.png")], ["--size", "100000"]),
     ("config-billion-laughs", "train", lambda tmp, ck: [_write(tmp / "laughs.yaml", _laughs())],
@@ -307,7 +309,7 @@ CASES += [
     ("checkpoint-rng-state-of-the-wrong-size", "train",
      lambda tmp, ck: [TINY2D, *SMALL, "train.kimg=0.008", "--out", str(tmp / "r2"), "--resume",
                       _edited(tmp, ck, lambda s: s["rng"].update(torch=torch.zeros(7, dtype=torch.uint8)))],
-     ["rng", "5056"]),
+     ["rng.torch", "5056"]),
     ("checkpoint-tensor-inside-the-config", "generate",
      lambda tmp, ck: [_edited(tmp, ck, lambda s: s["config"]["train"].update(kimg=torch.ones(2))), "--out",
                       str(tmp / "o")], ["config.train.kimg", "Tensor"]),
@@ -321,33 +323,20 @@ CASES += [
     # Data.
     ("nifti-singular-affine", "train",
      lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", np.ones((10, 12, 9)), np.zeros((4, 4)))),
-     ["s0.nii.gz", "affine is singular"]),
+     ["s0.nii.gz", "the affine is singular"]),
     ("nifti-nan-affine", "train",
      lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", np.ones((10, 12, 9)),
                                                          np.diag([np.nan, 1, 1, 1]))),
-     ["s0.nii.gz", "affine is not finite"]),
+     ["s0.nii.gz", "the affine is not finite"]),
     ("hdf5-negative-labels", "train",
-     lambda tmp, ck: [*_train_on(tmp, _labelled_h5(tmp, [0, -1, 2, 1])), "data.options={labels: labels}"],
+     lambda tmp, ck: [*_train_on(tmp, _labelled_h5(tmp, [0, -1, 2, 1])), "data.options={label_key: labels}"],
      ["l.h5", "labels", "-1"]),
-    ("hdf5-integer-data", "train",
-     lambda tmp, ck: _train_on(tmp, _h5(tmp / "i.h5", np.zeros((4, 2, 16, 16, 16), np.int16))),
-     ["i.h5", "data.options.value_range"]),
-    # CLI values whose errors named nothing.
     ("cli-huge-seed", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--seeds", "99999999999999999999999",
-                                                   "--out", str(tmp / "o")], ["--seeds", "2**32"]),
+                                                   "--out", str(tmp / "o")], ["--seeds", "2**63"]),
     ("cli-render-zero-spacing", "render", lambda tmp, ck: [_volume_h5(tmp), "--spacing", "0", "1", "1", "--out",
                                                            str(tmp / "r.png")], ["--spacing", "positive"]),
     ("cli-generate-out-is-a-file", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--out", _write(tmp / "o", "x")],
      ["--out", "is a file"]),
-    # Output folders that are not ndgan's, and runs that fail after they started.
-    ("out-foreign-folder", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", _foreign(tmp)],
-     ["--out", "not an ndgan run folder", "--overwrite"]),
-    ("out-failed-run-removes-its-folder", "train",
-     lambda tmp, ck: _train_on(tmp, _late_nan(tmp)), ["late.h5", "[6]", "NaN"]),
-    ("out-failed-run-on-a-late-corrupt-image", "train",
-     lambda tmp, ck: [TINY2D, *SMALL, "data.source=images", "data.options={}",
-                      f"data.path={_late_corrupt_png(_png_folder(tmp, n=12))}", "--out", str(tmp / "run")],
-     ["9.png", "unreadable"]),
 ]
 
 
@@ -440,24 +429,7 @@ def _labelled_h5(tmp, labels):
     return str(tmp / "l.h5")
 
 
-def _foreign(tmp):
-    """A user's own folder with a config.yaml and a stats.jsonl but no checkpoint."""
-    folder = tmp / "mine"
-    folder.mkdir()
-    (folder / "config.yaml").write_text("my: notes\n")
-    (folder / "stats.jsonl").write_text('{"mine": 1}\n')
-    return str(folder)
 
-
-def _late_nan(tmp):
-    data = np.random.default_rng(0).uniform(-1, 1, (8, 2, 16, 16, 16)).astype(np.float32)
-    data[6, 0, 1, 2, 3] = np.nan
-    return _h5(tmp / "late.h5", data)
-
-
-def _late_corrupt_png(folder):
-    (folder / "9.png").write_bytes((folder / "9.png").read_bytes()[:60])
-    return folder
 
 
 def _mkdir(path):

@@ -54,4 +54,27 @@ def open_dataset(source: str, **options):
             raise ValueError(f"{key}: not an option of the {source!r} source (data.options.{key} in a config); "
                              f"valid: {valid}"
                              + (f" (did you mean {close[0]!r}?)" if close else ""))
+    params = inspect.signature(build).parameters
+    for key, value in options.items():  # the type of the option's default is the type it takes
+        _check_option(key, value, params[key].default)
     return build(**options)
+
+
+def _check_option(key, value, default) -> None:
+    where = f"data.options.{key}"
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        if ok and not -2**63 <= value < 2**63:
+            raise ValueError(f"{where}: {value} does not fit in 64 bits; expected an integer below 2**63")
+    elif isinstance(default, float):
+        ok, expected = number(value), "a number"
+    elif key in ("value_range", "spacing"):
+        ok, expected = value is None or (isinstance(value, (list, tuple)) and all(map(number, value))), \
+            "a list of numbers, e.g. [0, 255]" if key == "value_range" else "a list of numbers, e.g. [1.0, 1.0, 1.0]"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{where}: expected {expected}, got {value!r}")

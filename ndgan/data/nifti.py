@@ -81,11 +81,25 @@ def find_subjects(path, patterns=None):
     return subjects
 
 
+def check_affine(affine, file) -> None:
+    """A NIfTI affine must be finite and invertible: it places every voxel in the world."""
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise ValueError(f"{file}: the affine is not finite (NaN or Inf in its header); fix the file's sform/qform")
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise ValueError(f"{file}: the affine is singular (a zero voxel size or collapsed axes); fix the file's "
+                         f"sform/qform")
+
+
 def load_volume(file, spacing=None, shape=None):
     """One NIfTI file -> (float32 array [*S] in RAS+ orientation, 4x4 affine), resampled and cropped."""
     nib = _nib()
     try:
         img = nib.load(file)
+    except Exception as e:  # nibabel raises several types for broken files
+        raise ValueError(f"{file}: unreadable NIfTI ({type(e).__name__}: {e})") from None
+    check_affine(img.affine, file)
+    try:
         img = nib.as_closest_canonical(img)
         data = np.ascontiguousarray(img.dataobj, dtype=np.float32)  # canonical reorientation may flip strides
     except Exception as e:  # nibabel raises several types for broken files

@@ -34,7 +34,8 @@ DEFAULT_TAPS = (1, 3, 3, 1)
 
 def setup_filter(taps=DEFAULT_TAPS, normalize: bool = True, device=None) -> torch.Tensor:
     """1-D float32 FIR taps ``[T]``, normalised to sum 1 unless ``normalize=False``."""
-    f = torch.as_tensor(taps, dtype=torch.float32, device=device)
+    target = device if device is not None else (taps.device if isinstance(taps, torch.Tensor) else None)
+    f = torch.as_tensor(taps, dtype=torch.float32, device="cpu")  # checked on the CPU (also under a meta device)
     if f.ndim != 1 or f.numel() == 0:
         raise ValueError(f"taps: expected a non-empty 1-D sequence of numbers, got shape {tuple(f.shape)}")
     if not torch.isfinite(f).all():
@@ -44,7 +45,7 @@ def setup_filter(taps=DEFAULT_TAPS, normalize: bool = True, device=None) -> torc
         if total == 0:
             raise ValueError(f"taps: cannot normalise taps that sum to 0 ({f.tolist()}); pass normalize=False")
         f = f / total
-    return f
+    return f if target is None else f.to(target)
 
 
 def check_filter(f, name: str = "f") -> torch.Tensor | None:

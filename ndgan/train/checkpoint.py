@@ -71,7 +71,71 @@ def load(path, map_location="cpu") -> dict:
     if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: written by an incompatible version (format {state.get('format_version')!r}, "
                          f"expected {FORMAT_VERSION})" if isinstance(state, dict) else f"{path}: not an ndgan checkpoint")
+    problem = schema_problem(state)
+    if problem:
+        raise ValueError(f"{path}: not a usable ndgan checkpoint: {problem}")
     return state
+
+
+_SECTIONS = ("data", "G", "D", "train")
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _plain_problem(value, where):
+    """Where in ``value`` something other than YAML-like plain data sits, or None."""
+    stack = [(value, where)]
+    while stack:
+        v, w = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((x, f"{w}.{k}") for k, x in v.items())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((x, f"{w}[{i}]") for i, x in enumerate(v))
+        elif not isinstance(v, _PLAIN):
+            return f"{w} holds a {type(v).__name__}, expected plain values (numbers, strings, lists)"
+    return None
+
+
+def schema_problem(state: dict):
+    """The first field of a loaded checkpoint whose type or shape is wrong (named), or None. Fields that are
+    absent are left to the caller (a generator-only file has no optimiser state); weights must be finite."""
+    if "config" in state:
+        config = state["config"]
+        if not isinstance(config, dict):
+            return f"config is a {type(config).__name__}, expected a mapping of sections"
+        missing = [k for k in _SECTIONS if not isinstance(config.get(k), dict)]
+        if missing:
+            return f"config lacks the section {missing[0]!r}"
+        problem = _plain_problem(config, "config")
+        if problem:
+            return problem
+    for key in ("step", "nimg"):
+        if key in state and (not isinstance(state[key], int) or isinstance(state[key], bool) or state[key] < 0):
+            return f"{key} is {state[key]!r}, expected a non-negative integer"
+    for key in ("G_kwargs", "D_kwargs", "data_metadata"):
+        if key in state:
+            problem = _plain_problem(state[key], key) if isinstance(state[key], dict) else \
+                f"{key} is a {type(state[key]).__name__}, expected a mapping"
+            if problem:
+                return problem
+    if "rng" in state:
+        rng = state["rng"]
+        expected = torch.get_rng_state()
+        t = rng.get("torch") if isinstance(rng, dict) else None
+        if not isinstance(t, torch.Tensor) or t.dtype != expected.dtype or t.shape != expected.shape:
+            got = f"{t.dtype} of {list(t.shape)}" if isinstance(t, torch.Tensor) else type(t).__name__
+            return f"rng.torch is {got}, expected the generator state, {expected.dtype} of {list(expected.shape)}"
+    if "pl_mean" in state and not (isinstance(state["pl_mean"], torch.Tensor) and state["pl_mean"].numel() == 1):
+        return "pl_mean is not a one-element tensor"
+    for key in ("G", "D", "G_ema"):
+        if key not in state:
+            continue
+        weights = state[key]
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            return f"{key} is not a state dict (a mapping of names to tensors)"
+        for name, v in weights.items():
+            if v.is_floating_point() and not torch.isfinite(v).all():
+                return f"{key}.{name} holds NaN or Inf (a diverged run?); use an earlier checkpoint"
+    return None
 
 
 def list_checkpoints(run_dir) -> list[Path]:

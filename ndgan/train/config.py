@@ -212,6 +212,63 @@ def _build(cls, values, where):
     return cls(**kwargs)
 
 
+MAX_YAML_VALUES = 100_000  # a config has hundreds; nested aliases ("billion laughs") expand to billions
+MAX_YAML_DEPTH = 64
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (YAML leaves it open; PyYAML lets the
+    last one win silently)."""
+
+
+def _construct_mapping(loader, node):
+    lines = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            first = lines.get(key)
+        except TypeError:  # an unhashable key; PyYAML's own error says so
+            break
+        if first is not None:
+            raise ConfigError(f"line {line}: key {key!r} is given twice in one mapping (first on line {first}); "
+                              f"keep one")
+        lines[key] = line
+    return loader.construct_mapping(node, deep=True)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str):
+    """Parse YAML ``text`` safely: no duplicate keys, string keys only, at most ``MAX_YAML_VALUES`` values once
+    aliases are expanded and ``MAX_YAML_DEPTH`` levels. Raises ConfigError (or yaml.YAMLError) without the
+    source's name: callers add it."""
+    try:
+        value = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise ConfigError(f"nested more than {MAX_YAML_DEPTH} levels deep; a config has a few") from None
+    count, stack = 0, [(value, "", 0)]
+    while stack:  # iterative, counting every use of an alias: what any later copy of the data would expand to
+        node, where, depth = stack.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise ConfigError(f"expands to more than {MAX_YAML_VALUES:,} values (nested aliases?); a config has "
+                              f"hundreds")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{where or 'the document'}: nested more than {MAX_YAML_DEPTH} levels deep; a config "
+                              f"has a few")
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if not isinstance(k, str):
+                    raise ConfigError(f"{where or 'the top level'}: the key {k!r} is not a string; keys are names "
+                                      f"(quote it if it is meant as one)")
+                stack.append((v, f"{where}.{k}".lstrip("."), depth + 1))
+        elif isinstance(node, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(node))
+    return value
+
+
 def apply_overrides(raw: dict, overrides) -> dict:
     """Apply ``KEY=VALUE`` strings (dotted keys, YAML values) to the nested dict ``raw`` (copied)."""
     raw = yaml.safe_load(yaml.safe_dump(raw or {}))  # deep copy of plain data
@@ -220,9 +277,11 @@ def apply_overrides(raw: dict, overrides) -> dict:
             raise ConfigError(f"override {item!r}: expected KEY=VALUE with a dotted key, e.g. train.kimg=5")
         key, text = item.split("=", 1)
         try:
-            value = yaml.safe_load(text)
+            value = load_yaml(text)
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+        except ConfigError as e:
+            raise ConfigError(f"override {item!r}: {e}") from None
         node, parts = raw, key.strip().split(".")
         for part in parts[:-1]:
             if node.get(part) is None:  # missing, or left empty in the YAML
@@ -242,9 +301,14 @@ def load_config(path=None, overrides=()) -> Config:
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = load_yaml(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.reader.ReaderError):
+            raise ConfigError(f"{path}: not a text file (it holds bytes that are not UTF-8 text); a config is a "
+                              f"YAML text file, e.g. one of configs/*.yaml") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
         if raw is None:  # an empty or truncated file would silently train the defaults
             raise ConfigError(f"{path}: the file is empty; start from one of the presets in configs/")
     try:
@@ -291,6 +355,9 @@ def validate(cfg: Config) -> Config:
         (t.pl_batch_shrink >= 1 and t.r1_interval >= 0 and t.pl_interval >= 0,
          "train.pl_batch_shrink must be >= 1 and the intervals >= 0"),
         (d.channels > 0, "data.channels: expected a positive number of channels"),
+        (d.workers >= 0, f"data.workers: expected 0 (load in the training process) or more worker processes, got "
+                         f"{d.workers}"),
+        (0 <= t.seed < 2**63, f"train.seed: expected an integer in [0, 2**63), got {t.seed}"),
         (t.grid_size >= 1, "train.grid_size: expected at least 1 sample"),
         (t.log_steps >= 1, "train.log_steps: expected at least 1"),
         (t.ema_kimg > 0, "train.ema_kimg: expected a positive half-life"),

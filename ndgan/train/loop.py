@@ -12,6 +12,7 @@ import copy
 import ctypes
 import dataclasses
 import json
+import math
 import re
 import signal
 import sys
@@ -24,6 +25,7 @@ import yaml
 
 from .. import losses
 from ..augment import AdaptiveP, augment, default_ops
+from ..budget import check_fits, gib
 from ..data import BUILT_IN, open_dataset
 from ..files import PROBE_PREFIX, TMP_PREFIX, append_line, atomic_write, check_writable
 from ..data.loader import make_loader
@@ -105,6 +107,28 @@ def build_networks(cfg: Config, c_dim: int):
             key = key or (f"{section}.{name}" if name in kwargs else name)
             raise ConfigError(f"{key}: {rest}") from None
     return tuple(nets)
+
+
+def check_training_fits(cfg: Config, device) -> None:
+    """Refuse, before anything is allocated, a config whose networks or one training step cannot fit in the
+    memory of ``device``: parameters counted exactly on the meta device (G and G_ema with gradients and Adam's
+    two moments, D likewise), plus a lower bound on the activations of one step (a batch of samples at full
+    resolution, through G and D, forward and backward)."""
+    with torch.device("meta"):
+        G, D = build_networks(cfg, 0)
+    nbytes = lambda m: sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers()))  # noqa: E731
+    params = 5 * nbytes(G) + 4 * nbytes(D)
+    d, t = cfg.data, cfg.train
+    top = min(cfg.G.channel_base // max(d.shape), cfg.G.channel_max)
+    activations = 4 * t.batch * math.prod(d.shape) * (d.channels + max(top, 1)) * 4  # fwd+bwd, G and D
+    if params >= activations:
+        what = (f"G and D ({gib(nbytes(G))} and {gib(nbytes(D))} of parameters; G.z_dim, G.w_dim, "
+                f"G/D.channel_base, channel_max and data.shape set their size)")
+        fix = "make the networks smaller"
+    else:
+        what = f"data.shape {list(d.shape)} x train.batch {t.batch} (one training step's activations)"
+        fix = "use a smaller data.shape or train.batch"
+    check_fits(params + activations, what, fix, device)
 
 
 def lazy_adam(params, lr, betas, interval):
@@ -223,7 +247,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
             print(f"nothing to do: the checkpoint is at {state['nimg'] / 1000:g} kimg, train.kimg={t.kimg:g}")
     torch.manual_seed(t.seed * 1_000_003 + rank)
 
-    # Data and networks.
+    # Data and networks, each size checked before it is allocated.
+    check_training_fits(cfg, device)
     if cfg.data.source not in BUILT_IN and not path_exists(cfg.data.path):
         raise ConfigError(f"data.path: {cfg.data.path} does not exist. "
                           + (cfg.data.missing_hint or "Point data.path at the dataset."))
@@ -239,6 +264,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     if len(dataset) < t.batch:
         raise ConfigError(f"train.batch: {t.batch} is larger than the dataset ({len(dataset)} samples at "
                           f"{cfg.data.path or cfg.data.source}); use a smaller batch or more data")
+    check_fits(8 * len(dataset), f"the data: {len(dataset)} samples (data.options.length, or the dataset's size)",
+               "each epoch's shuffled order holds 8 bytes per sample; use fewer samples", "cpu")
     c_dim = first[1].numel() if isinstance(first, (list, tuple)) else 0
     G, D = build_networks(cfg, c_dim)
     G, D = G.to(device).train(), D.to(device).train()
