@@ -335,6 +335,8 @@ CASES += [
                                                    "--out", str(tmp / "o")], ["--seeds", "2**63"]),
     ("cli-render-zero-spacing", "render", lambda tmp, ck: [_volume_h5(tmp), "--spacing", "0", "1", "1", "--out",
                                                            str(tmp / "r.png")], ["--spacing", "positive"]),
+    ("out-foreign-folder", "train", lambda tmp, ck: [TINY2D, *SMALL, "--out", _foreign(tmp)],
+     ["--out", "not an ndgan run folder", "--overwrite"]),
     ("cli-generate-out-is-a-file", "generate", lambda tmp, ck: [_run_with(tmp, ck), "--out", _write(tmp / "o", "x")],
      ["--out", "is a file"]),
 ]
@@ -430,6 +432,23 @@ def _labelled_h5(tmp, labels):
 
 
 
+
+
+def _foreign(tmp):
+    """A user's own folder with a config.yaml and a stats.jsonl but no checkpoint."""
+    folder = tmp / "mine"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("my: notes\n")
+    (folder / "stats.jsonl").write_text('{"mine": 1}\n')
+    return str(folder)
+
+
+def test_overwrite_trains_into_a_foreign_folder(tmp_path, capsys):
+    """The fix the refusal names works: with --overwrite the run goes ahead and writes its checkpoint."""
+    folder = Path(_foreign(tmp_path))
+    assert train_cli([TINY2D, *SMALL, "--out", str(folder)]) == 2
+    assert train_cli([TINY2D, *SMALL, "--out", str(folder), "--overwrite"]) == 0
+    assert list(folder.glob("checkpoint-*.pt")) and "my: notes" not in (folder / "config.yaml").read_text()
 
 
 def _mkdir(path):

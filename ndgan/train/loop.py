@@ -196,8 +196,22 @@ def _check_training_state(state: dict, where) -> None:
                          f"file?)")
 
 
-def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
+def check_own_folder(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``run_dir`` that ndgan did not make (no ``.lock`` and no checkpoint) unless
+    ``overwrite``: training would replace its config.yaml and append to its stats.jsonl."""
+    if overwrite or not run_dir.is_dir() or (run_dir / ".lock").exists() or ckpt.list_checkpoints(run_dir):
+        return
+    theirs = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith((TMP_PREFIX, PROBE_PREFIX)))
+    if theirs:
+        raise FileExistsError(f"--out: {run_dir} is not empty and not an ndgan run folder (it holds {theirs[0]!r}"
+                              f"{f' and {len(theirs) - 1} more' if len(theirs) > 1 else ''}); choose another "
+                              f"--out, or pass --overwrite to train into it (its config.yaml is then replaced "
+                              f"and its stats.jsonl appended to)")
+
+
+def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False) -> Path:
     """Train according to ``cfg`` into ``run_dir``; ``resume`` is None, 'auto' or a checkpoint path.
+    ``overwrite``: train into a non-empty folder that ndgan did not make (``check_own_folder``).
 
     A config built in code gets the same type and range checks as one read from YAML."""
     cfg = from_dict(to_dict(cfg))
@@ -211,6 +225,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None) -> Path:
     elif t.cpu_malloc_cache:
         cache_cpu_allocations()
     if rank == 0:
+        check_own_folder(run_dir, overwrite)
         check_writable(run_dir)  # the folder itself is made once everything has been checked: no partial runs
 
     # Resume: the newest valid checkpoint of the run folder, or a given file.
