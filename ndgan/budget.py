@@ -1,13 +1,13 @@
 """What an input will cost, checked before it is allocated: sizes that cannot fit in memory (or on disk) are a
 one-line error naming the key or flag, the estimate and what the machine has, never an allocator traceback.
 
-``check_fits(nbytes, what, fix)`` compares an estimate with the memory available now; ``building(what)`` names
-what was being built when a ``MemoryError`` (or torch's allocator error) still happens, for ``ndgan.cli``.
+``check_fits(nbytes, what, fix)`` compares an estimate with the memory available now;
+``out_of_memory_message`` turns a ``MemoryError`` (or torch's allocator error) that still happens into the one
+line ``ndgan.cli`` prints.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
@@ -46,21 +46,9 @@ def check_fits(nbytes: float, what: str, fix: str, device="cpu") -> None:
         raise TooLarge(f"{what}: needs at least {gib(nbytes)}, {where} {gib(free)} available; {fix}")
 
 
-@contextlib.contextmanager
-def building(what: str):
-    """Name ``what`` is being built, for the message of an out-of-memory error raised inside."""
-    try:
-        yield
-    except (MemoryError, RuntimeError) as e:
-        message = out_of_memory_message(e, what)
-        if message is None:
-            raise
-        raise TooLarge(message) from None
-
-
 def out_of_memory_message(e: BaseException, what: str | None = None):
-    """The one-line message for an allocation failure (naming ``what`` was being built), or None if ``e`` is
-    not one."""
+    """The one-line message for an allocation failure (naming ``what`` was being built, if given), or None if
+    ``e`` is not one."""
     text = str(e)
     if not (isinstance(e, MemoryError) or isinstance(e, torch.OutOfMemoryError)
             or (isinstance(e, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))):
@@ -70,9 +58,7 @@ def out_of_memory_message(e: BaseException, what: str | None = None):
     return f"out of memory{doing} ({detail}); make it smaller or use a machine with more memory"
 
 
-def network_bytes(module_factory) -> int:
-    """Bytes of the parameters and buffers of the module ``module_factory()`` builds, counted on the meta
-    device (nothing is allocated)."""
-    with torch.device("meta"):
-        module = module_factory()
+def module_bytes(module) -> int:
+    """Bytes of a module's parameters and buffers (also for one built on the meta device, which allocates
+    nothing)."""
     return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))

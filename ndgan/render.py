@@ -25,6 +25,12 @@ RENDER_COPIES = 4  # float32 copies of a volume a render holds at once (ours, py
 MAX_SIZE = 16384  # pixels per side: the largest offscreen framebuffer VTK's OpenGL backends allow
 
 
+def _check_render_fits(shape, path) -> None:
+    """Before a volume (or a sample of ``shape`` [C, D, H, W] / [D, H, W]) is read: its render must fit."""
+    check_fits(RENDER_COPIES * 4 * int(np.prod(shape, dtype=object)), f"{path}: rendering a volume of "
+               f"{tuple(int(n) for n in shape)}", "crop or downsample it first")
+
+
 def read_volume(path, index=0, channel=0):
     """(3D array, spacing, units) of sample ``index``, channel ``channel`` of a NIfTI, HDF5 or NumPy file."""
     path = Path(path)
@@ -37,8 +43,7 @@ def read_volume(path, index=0, channel=0):
 
         try:
             img = nib.load(path)
-            check_fits(RENDER_COPIES * 4 * int(np.prod(img.shape, dtype=object)), f"{path}: rendering this volume",
-                       "crop or downsample it first")
+            _check_render_fits(img.shape[:3], path)
             data = np.asarray(img.dataobj, dtype=np.float32)
         except ValueError as e:
             if isinstance(e, TooLarge):
@@ -61,8 +66,7 @@ def read_volume(path, index=0, channel=0):
                 ds = h5["data"]
                 if not 0 <= index < ds.shape[0]:
                     raise ValueError(f"--index: {index} is out of range for {ds.shape[0]} samples in {path}")
-                check_fits(RENDER_COPIES * 4 * int(np.prod(ds.shape[1:], dtype=object)),
-                           f"{path}: rendering sample {index} of {tuple(ds.shape)}", "crop or downsample it first")
+                _check_render_fits(ds.shape[1:], path)
                 sample = np.asarray(ds[index], dtype=np.float32)
                 spacing = ds.attrs.get("spacing", h5.attrs.get("spacing"))
                 units = ds.attrs.get("units", h5.attrs.get("units"))
@@ -72,6 +76,7 @@ def read_volume(path, index=0, channel=0):
         index = 0
     elif name.endswith(".npy"):
         data = load_npy(path, mmap=True)  # only the sample rendered is read (below)
+        _check_render_fits(data.shape[-3:], path)
         volumes = {3: lambda a: a[None, None], 4: lambda a: a[None], 5: lambda a: a}.get(data.ndim, lambda a: None)(data)
         if volumes is None:
             raise ValueError(f"{path}: expected [D, H, W], [C, D, H, W] or [N, C, D, H, W], got shape {data.shape}")
@@ -84,8 +89,6 @@ def read_volume(path, index=0, channel=0):
     if not 0 <= channel < volumes.shape[1]:
         raise ValueError(f"--channel: {channel} is out of range for {volumes.shape[1]} channels in {path}")
     units = units.decode() if isinstance(units, bytes) else units
-    check_fits(RENDER_COPIES * 4 * int(np.prod(volumes.shape[2:], dtype=object)),
-               f"{path}: rendering a volume of {tuple(volumes.shape[2:])}", "crop or downsample it first")
     volume = np.asarray(volumes[index, channel], dtype=np.float32)
     if not np.isfinite(volume).all():
         raise ValueError(f"{path}: sample {index}, channel {channel} contains NaN or Inf")

@@ -416,7 +416,7 @@ def _nan_weight(state):
 
 def _huge_weight(state):
     for k, v in state["G_ema"].items():
-        if k.endswith("weight") and "torgb" in k.lower() or "to_rgb" in k.lower():
+        if k.endswith("weight") and ("torgb" in k.lower() or "to_rgb" in k.lower()):
             v.mul_(1e38)
 
 

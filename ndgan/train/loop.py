@@ -25,7 +25,7 @@ import yaml
 
 from .. import losses
 from ..augment import AdaptiveP, augment, default_ops
-from ..budget import check_fits, gib
+from ..budget import check_fits, gib, module_bytes
 from ..data import BUILT_IN, open_dataset
 from ..files import PROBE_PREFIX, TMP_PREFIX, append_line, atomic_write, check_writable
 from ..data.loader import make_loader
@@ -116,13 +116,12 @@ def check_training_fits(cfg: Config, device) -> None:
     resolution, through G and D, forward and backward)."""
     with torch.device("meta"):
         G, D = build_networks(cfg, 0)
-    nbytes = lambda m: sum(t.numel() * t.element_size() for t in (*m.parameters(), *m.buffers()))  # noqa: E731
-    params = 5 * nbytes(G) + 4 * nbytes(D)
+    params = 5 * module_bytes(G) + 4 * module_bytes(D)
     d, t = cfg.data, cfg.train
     top = min(cfg.G.channel_base // max(d.shape), cfg.G.channel_max)
     activations = 4 * t.batch * math.prod(d.shape) * (d.channels + max(top, 1)) * 4  # fwd+bwd, G and D
     if params >= activations:
-        what = (f"G and D ({gib(nbytes(G))} and {gib(nbytes(D))} of parameters; G.z_dim, G.w_dim, "
+        what = (f"G and D ({gib(module_bytes(G))} and {gib(module_bytes(D))} of parameters; G.z_dim, G.w_dim, "
                 f"G/D.channel_base, channel_max and data.shape set their size)")
         fix = "make the networks smaller"
     else:
