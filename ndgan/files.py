@@ -89,24 +89,49 @@ def append_line(path, line: str) -> None:
         os.close(fd)
 
 
+class FolderUndo:
+    """What creating ``folder`` (and its parents) and writing into it will add, recorded before it is created, so
+    that a command that fails can take it all back: ``remove()`` deletes the entries of ``folder`` that were not
+    there before, then the folders that were made for it, innermost first, when they are empty."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ValueError(f"--out: {self.folder} is a file, not a folder; choose another --out")
+        self.created, parent = [], self.folder
+        while not parent.exists():
+            self.created.append(parent)
+            parent = parent.parent
+        self.before = set(os.listdir(self.folder)) if self.folder.is_dir() else set()
+
+    def make(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    def remove(self, entries: bool = True) -> None:
+        if entries and self.folder.is_dir():
+            for path in self.folder.iterdir():
+                if path.name not in self.before:
+                    with contextlib.suppress(OSError):
+                        if path.is_dir() and not path.is_symlink():
+                            shutil.rmtree(path)
+                        else:
+                            path.unlink()
+        for made in self.created:
+            with contextlib.suppress(OSError):
+                made.rmdir()
+
+
 @contextlib.contextmanager
 def output_folder(folder):
     """Create ``folder`` (and parents) for the outputs written in the block; if the block fails, the folders
     this call created are removed again when they are still empty."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--out: {folder} is a file, not a folder; choose another --out")
-    created, parent = [], folder
-    while not parent.exists():
-        created.append(parent)
-        parent = parent.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    undo = FolderUndo(folder)
+    undo.make()
     try:
-        yield folder
+        yield undo.folder
     except BaseException:
-        for made in created:  # innermost first
-            with contextlib.suppress(OSError):
-                made.rmdir()
+        undo.remove(entries=False)
         raise
 
 

@@ -150,6 +150,15 @@ CASES = [
     ("hdf5-zero-samples", "train", lambda tmp, ck: _train_on(tmp, _h5(tmp / "z.h5", np.zeros((0, 2, 16, 16, 16)))),
      ["empty"]),
     ("hdf5-nan", "train", lambda tmp, ck: _train_on(tmp, _with_nan(tmp)), ["[0]", "NaN"]),
+    # Found in the first batch, after the run folder (and two new parents) were made, its .lock, config.yaml
+    # and tensorboard/ written: the failed run takes them all back.
+    ("hdf5-nan-after-sample-0", "train", lambda tmp, ck: [*_train_on(tmp, _late_nan(tmp))[:-1],
+                                                          str(tmp / "runs/new/run")], ["late.h5", "NaN"]),
+    ("hdf5-integers-without-a-range", "train", lambda tmp, ck: _train_on(tmp, _int_h5(tmp)),
+     ["int16", "data.options.value_range", "[-32768, 32767]"]),
+    ("hdf5-outside-its-range", "train", lambda tmp, ck: _train_on(tmp, _h5(tmp / "o.h5", 3 * _int_h5_data(),
+                                                                          value_range=[0, 1000], normalized=False)),
+     ["o.h5", "outside", "data.options.value_range"]),
     ("hdf5-channel-mismatch", "train", lambda tmp, ck: _train_on(tmp, _volume_h5(tmp, channels=3)),
      ["3 channels", "expected 2"]),
     ("hdf5-wrong-rank", "train", lambda tmp, ck: _train_on(tmp, _h5(tmp / "r.h5", np.zeros((4, 2, 16, 16)))),
@@ -281,6 +290,14 @@ CASES += [
                                                                    str(tmp / "o.h5")], ["v.npy", "header", "bytes"]),
     ("memory-render-huge-picture", "render", lambda tmp, ck: [_volume_h5(tmp), "--size", "100000", "--out",
                                                               str(tmp / "r.png")], ["--size", "100000"]),
+    ("memory-hdf5-declares-1e10-samples", "train",
+     lambda tmp, ck: _train_on(tmp, _declared_h5(tmp, (10**10, 2, 16, 16, 16))), ["10000000000 samples", "GiB"]),
+    ("memory-convert-huge-image-shape", "convert", lambda tmp, ck: [str(_png_folder(tmp)), "--shape", "100000",
+                                                                    "100000", "--out", str(tmp / "o.h5")],
+     ["--shape", "8 samples of 3 x 100000 x 100000", "GiB", "available"]),
+    ("memory-convert-huge-nifti-shape", "convert",
+     lambda tmp, ck: [str(Path(_nii(Path(_mkdir(tmp / "mri")) / "s0.nii.gz", np.ones((10, 12, 9)))).parent), "--shape", "4000",
+                      "4000", "4000", "--out", str(tmp / "o.h5")], ["--shape", "1 samples of 1 x 4000 x 4000 x 4000"]),
     ("config-billion-laughs", "train", lambda tmp, ck: [_write(tmp / "laughs.yaml", _laughs())],
      ["laughs.yaml", "aliases"]),
     # Configs that gave tracebacks or silently won.
@@ -510,6 +527,31 @@ def _with_nan(tmp):
     return _h5(tmp / "nan.h5", data)
 
 
+def _int_h5_data():
+    return np.random.default_rng(0).integers(0, 1000, (8, 2, 16, 16, 16)).astype(np.int16)
+
+
+def _int_h5(tmp):
+    return _h5(tmp / "int.h5", _int_h5_data())
+
+
+def test_the_integer_hdf5_hint_works_when_applied(tmp_path, capsys):
+    """Every suggested fix is a key that works: the value_range the error names, set as it says, trains."""
+    argv = _train_on(tmp_path, _int_h5(tmp_path))
+    assert train_cli(argv) == 2
+    assert "set data.options.value_range" in capsys.readouterr().err
+    out = tmp_path / "fixed"
+    assert train_cli([*argv[:-2], "data.options={value_range: [0, 1000]}", "train.kimg=0.008",
+                      "train.snapshot_kimg=0.008", "--out", str(out)]) == 0
+    assert list(out.glob("checkpoint-*.pt"))
+
+
+def _late_nan(tmp):
+    data = np.random.default_rng(0).uniform(-1, 1, (16, 2, 16, 16, 16)).astype(np.float32)
+    data[1:, 1, 2, 3, 4] = np.nan  # sample 0, checked before the run starts, is fine
+    return _h5(tmp / "late.h5", data)
+
+
 def _nan_volume():
     v = np.random.default_rng(0).random((10, 12, 9))
     v[2, 3, 4] = np.nan
@@ -634,4 +676,4 @@ def test_bad_sample_found_by_a_loader_worker_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err  # the progress bar, then the error
     assert err.count("error:") == 1 and "Traceback" not in err, err
     assert err.splitlines()[-1] == f"error: {path}[data][5]: contains NaN or Inf"
-    assert not list((tmp_path / "run").glob("checkpoint-*"))
+    assert not (tmp_path / "run").exists()  # nothing kept, so nothing left: no .lock, config.yaml, tensorboard/

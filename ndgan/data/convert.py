@@ -11,12 +11,14 @@ Unreadable files are skipped and reported; the output is written to a temporary 
 
 from __future__ import annotations
 
+import math
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 from .. import cli
+from ..budget import check_fits
 from ..files import atomic_write, check_free_space, load_npy
 
 
@@ -39,6 +41,14 @@ def _write(out, arrays, meta, extra=None):
                 h5.create_dataset(key, data=value)
 
     atomic_write(out, write)  # temporary file, renamed when complete
+
+
+def _check_fits(n, channels, shape, what):
+    """The converted samples are held in memory until written, each resampled from a float copy: refuse a
+    shape whose samples cannot fit before any is made."""
+    per_sample = channels * math.prod(shape) * 4
+    check_fits(per_sample * (n + 2), f"{what}: {n} samples of {channels} x {' x '.join(map(str, shape))} float32",
+               "choose a smaller --shape, or convert fewer files at a time", "cpu")
 
 
 def convert(src, out, shape=None, spacing=None, channels=None, patterns=None, spatial_dims=None, overwrite=False):
@@ -67,6 +77,7 @@ def convert(src, out, shape=None, spacing=None, channels=None, patterns=None, sp
         if shape is None:
             raise ValueError("--shape: NIfTI conversion needs a target shape (three ints, e.g. 80 96 112)")
         subjects = find_subjects(src, patterns)
+        _check_fits(len(subjects), len(subjects[0]) if len(subjects) else 1, shape, "--shape")
         arrays, affines, ranges, meta = [], [], [], None
         for i in range(len(subjects)):
             try:
@@ -91,6 +102,7 @@ def convert(src, out, shape=None, spacing=None, channels=None, patterns=None, sp
             warnings.simplefilter("ignore")  # the report lists what was skipped
             ds = ImageDataset(src, channels=channels, shape=tuple(shape) if shape else None, skip_bad=True)
         rejected = list(ds.rejected)
+        _check_fits(len(ds), ds.channels, ds.shape, "--shape" if shape else f"{src} (its images' size)")
         arrays = []
         for i in range(len(ds)):
             try:

@@ -73,6 +73,7 @@ class HDF5Dataset(Dataset):
             if not isinstance(nd, int) or not 1 <= nd <= 3 or ds.ndim not in (nd + 1, nd + 2):
                 raise ValueError(f"{self.path}[{key}]: shape {ds.shape} does not fit spatial_dims={nd}; expected "
                                  f"[N, C, *S] or [N, *S] with {nd} spatial axes (set spatial_dims)")
+            ds_kind, ds_dtype = ds.dtype.kind, ds.dtype
             self.length = ds.shape[0]
             if self.length == 0:
                 raise ValueError(f"{self.path}[{key}]: the dataset is empty")
@@ -94,6 +95,11 @@ class HDF5Dataset(Dataset):
             # Guessing would be silent: [-1, 1] data mapped again from value_range stays inside [-1, 1].
             raise ValueError(f"{self.path}[{key}]: has value_range {meta['value_range']} but no 'normalized' "
                              f"attribute; set it to true (values stored in [-1, 1]) or false (physical values)")
+        if ds_kind in "iu" and "value_range" not in meta:  # integers are never values in [-1, 1]
+            info = np.iinfo(ds_dtype)
+            raise ValueError(f"{self.path}[{key}]: holds {ds_dtype} integers but no value_range to map them to "
+                             f"[-1, 1]; set data.options.value_range to [lo, hi] (e.g. [{info.min}, {info.max}], "
+                             f"the {ds_dtype} range)")
         self.normalized = bool(meta.get("normalized", True))
         self.value_range = meta.get("value_range")
         if not self.normalized and (self.value_range is None or len(self.value_range) != 2
@@ -121,7 +127,8 @@ class HDF5Dataset(Dataset):
             raise ValueError(f"{self.path}[{self.key}][{index}]: contains NaN or Inf")
         if x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4:
             raise ValueError(f"{self.path}[{self.key}][{index}]: values [{x.min():.4g}, {x.max():.4g}] fall outside "
-                             f"[-1, 1] after mapping value_range {self.value_range}; set data.value_range")
+                             f"[-1, 1] after mapping value_range {self.value_range}; set data.options.value_range to "
+                             f"the data's [lo, hi]")
         if self.labels is None:
             return x
         return x, self.labels[index]

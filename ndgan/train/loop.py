@@ -27,7 +27,7 @@ from .. import losses
 from ..augment import AdaptiveP, augment, default_ops
 from ..budget import check_fits, gib, module_bytes
 from ..data import BUILT_IN, open_dataset
-from ..files import PROBE_PREFIX, TMP_PREFIX, append_line, atomic_write, check_writable
+from ..files import PROBE_PREFIX, TMP_PREFIX, FolderUndo, append_line, atomic_write, check_writable
 from ..data.loader import make_loader
 from ..nets import Discriminator, Generator
 from ..viz.grid import sample_grid, save_png
@@ -375,10 +375,11 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False)
             evaluator = Evaluator(t.metrics, real, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
     every = max(int(round((t.metrics_kimg or t.snapshot_kimg) * 1000)), 1)
     next_metrics = (nimg // every + 1) * every
-    lock = writer = bar = None
+    lock = writer = bar = undo = None
     try:  # what is opened here is closed by the loop's finally; until then, here if something fails
         if rank == 0:  # everything checked: the run folder, its lock, and the resolved config
-            run_dir.mkdir(parents=True, exist_ok=True)
+            undo = FolderUndo(run_dir)  # what this run adds, taken back if it fails before its first checkpoint
+            undo.make()
             lock = lock_run_folder(run_dir)
             for stale in stale_temporaries(run_dir):  # half-written by a killed run (SIGKILL, power cut)
                 print(f"removing {stale.name}: left by a killed run")
@@ -389,11 +390,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False)
             resolved = yaml.safe_dump(to_dict(cfg), sort_keys=False)
             atomic_write(run_dir / "config.yaml", lambda p: Path(p).write_text(resolved))
             writer = _tensorboard(run_dir)
-            bar = _progress(total, nimg)
     except BaseException:
-        for handle in (bar, writer, lock):
-            if handle is not None:
-                handle.close()
+        _close_and_undo((bar, writer, lock), undo, run_dir)
         raise
     sums, counts, t_log, nimg_log = {}, {}, time.time(), nimg
 
@@ -432,6 +430,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False)
         ckpt.prune(run_dir, t.keep_checkpoints)
 
     stop, saved_at, rollbacks = distributed.StopSignals().install(), None, 0
+    finished = False
     try:
         if evaluator is not None and nimg == 0 and t.metrics_at_start:  # a curve's starting point (ADA's tick 0)
             t_log += log_metrics(evaluator, G_ema, run_dir, writer, nimg, step)
@@ -524,7 +523,10 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False)
                                                                       "rollback": rollbacks, "lr_scale": lr_scale}))
                 continue
 
-            # Log: the only host synchronisation, every log_steps steps.
+            # Log: the only host synchronisation, every log_steps steps. The progress bar appears once a first
+            # step has run: an error met in the first batch (a bad sample) is then the only line printed.
+            if rank == 0 and bar is None:
+                bar = _progress(total, nimg_log)
             if rank == 0 and (step % t.log_steps == 0 or nimg >= total):
                 now = time.time()
                 stats = {"kimg": nimg / 1000, "step": step, "sec_per_kimg": (now - t_log) / max((nimg - nimg_log) / 1000, 1e-9),
@@ -562,16 +564,22 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False)
                     print(f"stopped by {name} at {nimg / 1000:g} kimg; checkpoint {ckpt.checkpoint_name(nimg)} written; "
                           f"continue with --resume auto")
                 break
+        finished = True
     finally:
         stop.restore()
-        if lock is not None:
-            lock.close()
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
+        _close_and_undo((lock, bar, writer), None if finished else undo, run_dir)
     distributed.cleanup()
     return run_dir
+
+
+def _close_and_undo(handles, undo, run_dir: Path) -> None:
+    """Close the run's open files; then, if ``undo`` is given (the run failed) and no checkpoint exists in
+    ``run_dir``, remove what the run created there: a run that kept nothing leaves nothing."""
+    for handle in handles:
+        if handle is not None:
+            handle.close()
+    if undo is not None and not ckpt.list_checkpoints(run_dir):
+        undo.remove()
 
 
 def cache_cpu_allocations() -> bool:
