@@ -293,24 +293,62 @@ def apply_overrides(raw: dict, overrides) -> dict:
     return raw
 
 
+MAX_EXTENDS = 8
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: sections (mappings) merge key by key, every other value replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_config_file(path, _chain=()) -> dict:
+    """The plain dict of a YAML config file. A top-level ``extends: OTHER.yaml`` (relative to the file's folder)
+    reads that file first and merges this one over it, section by section."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{_chain[-1]}: extends {path}, which does not exist" if _chain
+                          else f"{path}: no such config file")
+    raw = _read_yaml_file(path)
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    base = raw.pop("extends")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: extends: expected the file name of another config, got {base!r}")
+    chain = (*_chain, path)
+    target = (path.parent / base).resolve()
+    if target in {p.resolve() for p in chain}:
+        raise ConfigError(f"{path}: extends {base}, which extends it back (a cycle); remove one of the extends")
+    if len(chain) > MAX_EXTENDS:
+        raise ConfigError(f"{path}: more than {MAX_EXTENDS} configs extend each other; flatten the chain")
+    parent = read_config_file(path.parent / base, chain)
+    if not isinstance(parent, dict):
+        raise ConfigError(f"{path}: extends {base}, which is not a mapping of sections")
+    return _merge(parent, raw)
+
+
+def _read_yaml_file(path: Path):
+    try:
+        raw = load_yaml(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, yaml.reader.ReaderError):
+        raise ConfigError(f"{path}: not a text file (it holds bytes that are not UTF-8 text); a config is a "
+                          f"YAML text file, e.g. one of configs/*.yaml") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if raw is None:  # an empty or truncated file would silently train the defaults
+        raise ConfigError(f"{path}: the file is empty; start from one of the presets in configs/")
+    return raw
+
+
 def load_config(path=None, overrides=()) -> Config:
-    """Read a YAML file (or nothing: the defaults), apply overrides, validate, return a ``Config``."""
-    raw = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
-        try:
-            raw = load_yaml(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, yaml.reader.ReaderError):
-            raise ConfigError(f"{path}: not a text file (it holds bytes that are not UTF-8 text); a config is a "
-                              f"YAML text file, e.g. one of configs/*.yaml") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
-        if raw is None:  # an empty or truncated file would silently train the defaults
-            raise ConfigError(f"{path}: the file is empty; start from one of the presets in configs/")
+    """Read a YAML file (or nothing: the defaults), apply overrides, validate, return a ``Config``. The file
+    may start from another with ``extends:`` (``read_config_file``)."""
+    path = None if path is None else Path(path)
+    raw = {} if path is None else read_config_file(path)
     try:
         cfg = _build(Config, apply_overrides(raw, overrides), "")
     except ConfigError as e:

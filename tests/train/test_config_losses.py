@@ -48,6 +48,37 @@ def test_config_file_errors(tmp_path):
         load_config(bad)
 
 
+def test_extends_merges_sections_over_the_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("data: {source: procedural, shape: [16, 16], channels: 1, "
+                                        "options: {length: 64, seed: 3}}\ntrain: {kimg: 2, batch: 4}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/child.yaml").write_text("extends: ../base.yaml\ndata: {options: {length: 32}}\n"
+                                             "train: {kimg: 0.5}\n")
+    cfg = load_config(tmp_path / "sub/child.yaml", ["train.batch=8"])
+    assert cfg.data.options == {"length": 32, "seed": 3}  # merged key by key, the child's value wins
+    assert cfg.data.shape == (16, 16) and cfg.train.kimg == 0.5 and cfg.train.batch == 8
+
+
+def test_quickstart_is_energy3d_on_a_short_schedule():
+    quick, full = to_dict(load_config("configs/quickstart.yaml")), to_dict(load_config("configs/energy3d.yaml"))
+    assert quick["G"] == full["G"] and quick["D"] == full["D"] and quick["augment"] == full["augment"]
+    assert quick["train"]["kimg"] == 0.032 and quick["data"]["options"] == {**full["data"]["options"], "n": 512}
+
+
+@pytest.mark.parametrize("files, match", [
+    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "b.yaml: extends a.yaml, which extends it back"),
+    ({"a.yaml": "extends: a.yaml\n"}, "a.yaml: extends a.yaml, which extends it back"),
+    ({"a.yaml": "extends: gone.yaml\n"}, "a.yaml: extends .*gone.yaml, which does not exist"),
+    ({"a.yaml": "extends: [b.yaml]\n"}, "a.yaml: extends: expected the file name of another config"),
+    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "- 1\n"}, "a.yaml: extends b.yaml, which is not a mapping"),
+])
+def test_extends_errors_name_the_file(tmp_path, files, match):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(tmp_path / "a.yaml")
+
+
 def test_logistic_losses_by_hand():
     real, fake = torch.tensor([[2.0], [-1.0]]), torch.tensor([[0.5], [-3.0]])
     sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
