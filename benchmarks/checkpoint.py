@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.timing import peak_memory, timed  # noqa: E402
-from ndgan.train import checkpoint as ckpt  # noqa: E402
+from ndgan.io import checkpoint as ckpt  # noqa: E402
 from ndgan.train.config import load_config, to_dict  # noqa: E402
-from ndgan.train.loop import build_networks  # noqa: E402
+from ndgan.nets import build_networks  # noqa: E402
 
 
 def training_state(config):

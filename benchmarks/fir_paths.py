@@ -45,7 +45,7 @@ def _separable_blur(x, f):
 
 
 def _up_conv_two_ops(x, w, f):
-    return conv_resample(x, w, f, up=2, padding=1)  # what ModulatedConv(up=2) runs: transposed conv, then blur
+    return conv_resample(x, w, f, up=2, padding=1)  # what SynthesisLayer(up=2) runs: transposed conv, then blur
 
 
 def _up_conv_folded(x, w, f):

@@ -23,7 +23,7 @@ from ndgan.metrics.inception import InceptionV3
 from ndgan.metrics.msssim import ms_ssim
 from ndgan.metrics.physics import grid_properties, to_kelvin
 from ndgan.train.config import load_config
-from ndgan.train.loop import build_networks
+from ndgan.nets import build_networks
 
 
 @torch.no_grad()

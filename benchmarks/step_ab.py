@@ -24,7 +24,8 @@ import torch
 from ndgan import losses
 from ndgan.ops import nd as ndops
 from ndgan.train.config import load_config
-from ndgan.train.loop import build_networks, cache_cpu_allocations
+from ndgan.nets import build_networks
+from ndgan.train.loop import cache_cpu_allocations
 
 _CONV, _CONV_T = ndops.conv, ndops.conv_transpose
 _LAYOUT = {4: torch.channels_last, 5: torch.channels_last_3d}

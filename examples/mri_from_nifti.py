@@ -23,8 +23,8 @@ from PIL import Image
 
 import ndgan
 from ndgan.data.nifti import NiftiDataset, cache_hdf5, load_volume
-from ndgan.export import export, generate
-from ndgan.render import read_volume
+from ndgan.sampling import generate, write_samples
+from ndgan.io.volumes import read_sample
 from ndgan.train import load_config, train
 from ndgan.viz.render import render
 
@@ -131,7 +131,7 @@ train(cfg, run_dir)
 # Samples out: NIfTI files with the training data's affine, in the intensities of the input scans.
 G = ndgan.load_generator(run_dir)
 seeds = [0, 1, 2, 3]
-paths, notes = export(generate(G, seeds, truncation_psi=0.7), G, seeds, args.out / "samples", "nii.gz",
+paths, notes = write_samples(generate(G, seeds, truncation_psi=0.7), G, seeds, args.out / "samples", "nii.gz",
                       truncation_psi=0.7)
 for note in notes:
     print(f"note: {note}")
@@ -150,8 +150,8 @@ print(f"samples vs processed input: voxels {nib.aff2axcodes(sample.affine)} vs {
 # Orthogonal slices in world-space proportions: the processed input (left), the first sample (right).
 pictures = []
 for path in (processed, paths[0]):
-    picture, voxel_size, _ = read_volume(path)  # [R, A, S] array and voxel size from the NIfTI header
-    pictures.append(render(picture, mode="slices", spacing=voxel_size, window_size=(384, 384)))
+    sample, voxel_size, _ = read_sample(path)  # [1, R, A, S] array and voxel size from the NIfTI header
+    pictures.append(render(sample[0], mode="slices", spacing=voxel_size, window_size=(384, 384)))
 Image.fromarray(np.concatenate(pictures, axis=1)).save(args.out / "slices.png")
 print(f"slices: {args.out / 'slices.png'} (processed input | sample seed 0); run folder: {run_dir}")
 if not same:

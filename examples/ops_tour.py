@@ -17,7 +17,7 @@ cases = {1: ((16,), 1), 2: ((8, 12), 3), 3: ((4, 6, 5), 2)}  # spatial shape, ou
 
 for spatial_dims, (shape, out_channels) in cases.items():
     up_shape = tuple(2 * s for s in shape)
-    conv = layers.ModulatedConv(spatial_dims, channels, channels, w_dim, up=2, noise_shape=up_shape,
+    conv = layers.SynthesisLayer(spatial_dims, channels, channels, w_dim, up=2, noise_shape=up_shape,
                                 padding_mode="circular")  # periodic, like the energy-grid unit cells
     to_out = layers.ToOutput(spatial_dims, channels, out_channels, w_dim)
     x = torch.randn(4, channels, *shape)  # [N, C, *S]

@@ -10,7 +10,7 @@
    ``w_avg + psi * (w - w_avg)`` toward ``G.mapping.w_avg`` (StyleGAN, Karras et al. 2019, appendix B),
    ``G.synthesis(ws, noise_mode='const')``; and style mixing (section 3.1): the first k ws from one latent,
    the rest from another. Each is compared with the library's own helpers (``G(z,
-   truncation_psi=...)``, ``ndgan.export.generate``, ``ndgan.export.style_mixing_grid``) and the largest
+   truncation_psi=...)``, ``ndgan.sampling.generate``, ``ndgan.sampling.style_mixing_grid``) and the largest
    difference is printed.
 4. The same calls on a 3D config: only ``data.shape`` (and the channels) change.
 
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import ndgan
-from ndgan.export import generate, style_mixing_grid
+from ndgan.sampling import generate, style_mixing_grid
 from ndgan.train import train
 from ndgan.train.config import AugmentConfig, Config, DataConfig, DConfig, GConfig, TrainConfig
 from ndgan.viz.grid import sample_grid, save_png
@@ -65,7 +65,7 @@ G = ndgan.load_generator(run_dir)
 print(f"G: {tuple(G.shape)} x {G.channels} channels, {G.num_ws} ws of {G.w_dim}, trained {G.kimg:g} kimg")
 
 
-# 3a. Truncation by hand. One z per seed, drawn as ndgan.export.generate draws it: a seed means one sample.
+# 3a. Truncation by hand. One z per seed, drawn as ndgan.sampling.generate draws it: a seed means one sample.
 def latents(seeds, z_dim):
     """``[N, z_dim]``: one standard normal z per seed."""
     return torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])

@@ -28,7 +28,7 @@ import torch
 
 import ndgan
 from ndgan.data import energy, open_dataset
-from ndgan.export import export, generate
+from ndgan.sampling import generate, write_samples
 from ndgan.metrics import physics
 from ndgan.train import load_config, train
 from ndgan.viz.grid import save_png
@@ -67,7 +67,7 @@ print(f"training {run_dir}: {args.kimg:g} kimg in {time.time() - start:.0f} s (c
 G = ndgan.load_generator(run_dir)
 seeds = list(range(args.samples))
 x = generate(G, seeds)  # [N, 2, 32, 32, 32] in [-1, 1]
-(h5_path,), _ = export(x, G, seeds, args.out / "samples", "h5", overwrite=True)
+(h5_path,), _ = write_samples(x, G, seeds, args.out / "samples", "h5", overwrite=True)
 with h5py.File(h5_path, "r") as h5:
     kelvin = h5["data"][:]  # [N, 2, 32, 32, 32]
     units, channel_names = h5["data"].attrs["units"], list(h5["data"].attrs["channel_names"])

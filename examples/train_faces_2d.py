@@ -30,7 +30,7 @@ from PIL import Image
 
 import ndgan
 import ndgan.train
-from ndgan.export import generate, interpolation_frames, style_mixing_grid
+from ndgan.sampling import generate, interpolation_frames, style_mixing_grid
 from ndgan.viz.grid import sample_grid, save_png
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 
 def load_generator(path, device="cpu"):
-    """The EMA generator of a checkpoint or run folder, ready for inference (see ndgan.export)."""
-    from .export import load_generator as _load
+    """The EMA generator of a checkpoint or run folder, ready for inference (see ndgan.sampling)."""
+    from .sampling import load_generator as _load
 
     return _load(path, device)

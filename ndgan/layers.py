@@ -19,7 +19,7 @@ __all__ = [
     "NOISE_MODES",
     "EqualLinear",
     "EqualConv",
-    "ModulatedConv",
+    "SynthesisLayer",
     "ToOutput",
     "NoiseInjection",
     "MinibatchStd",
@@ -165,7 +165,7 @@ class NoiseInjection(nn.Module):
         return x + noise * self.strength.to(x.dtype)
 
 
-class ModulatedConv(nn.Module):
+class SynthesisLayer(nn.Module):
     """StyleGAN2 synthesis layer: style affine (bias init 1), modulated conv with demodulation, optional
     up-sampling, noise, bias, activation and ``conv_clamp``.
 

@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ndgan.train import checkpoint as ckpt  # noqa: E402
+from ndgan.io import checkpoint as ckpt  # noqa: E402
 from ndgan.train.config import load_config  # noqa: E402
 
 #: A tiny run with a snapshot every other step, so that kills often land in a checkpoint write.

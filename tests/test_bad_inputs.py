@@ -25,13 +25,13 @@ import pytest
 import torch
 from PIL import Image
 
-from ndgan.data.convert import main as convert_cli
-from ndgan.generate import main as generate_cli
-from ndgan.metrics.__main__ import main as metrics_cli
-from ndgan.project import main as project_cli
-from ndgan.render import main as render_cli
+from ndgan.cli.convert import main as convert_cli
+from ndgan.cli.generate import main as generate_cli
+from ndgan.cli.metrics import main as metrics_cli
+from ndgan.cli.project import main as project_cli
+from ndgan.cli.render import main as render_cli
 from ndgan.train import load_config, train
-from ndgan.train.__main__ import main as train_cli
+from ndgan.cli.train import main as train_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY2D, TINY3D = str(ROOT / "configs/tiny2d.yaml"), str(ROOT / "configs/tiny3d.yaml")
@@ -484,7 +484,7 @@ def _npy(path, array):
 
 
 def _safetensors(tmp, checkpoint):
-    from ndgan.export import load_generator, save_safetensors
+    from ndgan.sampling import load_generator, save_safetensors
 
     return str(save_safetensors(load_generator(checkpoint), tmp / "G.safetensors"))
 

@@ -7,9 +7,10 @@ import torch
 from PIL import Image
 
 from ndgan import load_generator
-from ndgan.export import generate, parse_seeds
-from ndgan.generate import main as cli
-from ndgan.project import main as project_cli
+from ndgan.cli.generate import parse_seeds
+from ndgan.sampling import generate
+from ndgan.cli.generate import main as cli
+from ndgan.cli.project import main as project_cli
 from ndgan.train import load_config, train
 from tests.data.test_nifti import oblique_affine
 
@@ -105,7 +106,7 @@ def test_bad_inputs_exit_2_with_one_line(energy_run, tmp_path, capsys):
 
 
 def test_style_mixing_grid_and_interpolation(energy_run, tmp_path):
-    from ndgan.export import _panel, interpolation_frames, style_mixing_grid
+    from ndgan.sampling import _panel, interpolation_frames, style_mixing_grid
 
     G = load_generator(energy_run)
     ph, pw = _panel(generate(G, [0])[0]).shape[:2]
@@ -156,7 +157,7 @@ def test_nifti_channels_are_the_fourth_axis_in_order(energy_run, tmp_path):
 
 
 def test_noise_regularisation_covers_every_level():
-    from ndgan.project import noise_regularisation
+    from ndgan.projector import noise_regularisation
 
     # A constant map has autocorrelation 1 per axis at every level, down to and including 8 (or its own size).
     assert noise_regularisation(torch.ones(4, 4, 4)).item() == pytest.approx(3.0)
@@ -179,7 +180,7 @@ def test_project_refuses_overwrites_and_corrupt_targets(energy_run, tmp_path, ca
 
 
 def test_safetensors_export_rebuilds_the_same_generator_without_pickle(energy_run, tmp_path, capsys):
-    from ndgan.export import main as export_cli
+    from ndgan.cli.export import main as export_cli
 
     out = tmp_path / "G.safetensors"
     assert export_cli([str(energy_run), "--out", str(out)]) == 0

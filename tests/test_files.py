@@ -1,4 +1,4 @@
-"""ndgan.files: all-or-nothing writes, logs that never end in half a line, output folders removed on failure,
+"""ndgan.io.files: all-or-nothing writes, logs that never end in half a line, output folders removed on failure,
 and a writability probe that also holds for root."""
 
 import errno
@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from ndgan.files import (append_line, atomic_write, atomic_write_all, check_free_space, check_writable,
+from ndgan.io.files import (append_line, atomic_write, atomic_write_all, check_free_space, check_writable,
                          output_folder)
 
 

@@ -36,7 +36,7 @@ def test_equal_conv_function_equals_module(nd, up, down):
 @pytest.mark.parametrize("up", [1, 2])
 def test_modulated_conv_function_equals_module(nd, up):
     out_shape = tuple(up * s for s in SHAPES[nd])
-    layer = L.ModulatedConv(nd, 4, 6, w_dim=8, up=up, noise_shape=out_shape, conv_clamp=256)
+    layer = L.SynthesisLayer(nd, 4, 6, w_dim=8, up=up, noise_shape=out_shape, conv_clamp=256)
     assert torch.equal(layer.affine.bias, torch.ones(4))  # style affine bias starts at 1
     with torch.no_grad():
         layer.noise.strength.fill_(0.3)
@@ -52,7 +52,7 @@ def test_modulated_conv_function_equals_module(nd, up):
 
 @pytest.mark.parametrize("nd", ND)
 def test_noise_modes(nd):
-    layer = L.ModulatedConv(nd, 3, 3, w_dim=4, noise_shape=SHAPES[nd])
+    layer = L.SynthesisLayer(nd, 3, 3, w_dim=4, noise_shape=SHAPES[nd])
     with torch.no_grad():
         layer.noise.strength.fill_(1.0)
     x, w = torch.randn(2, 3, *SHAPES[nd]), torch.randn(2, 4)
@@ -110,7 +110,7 @@ def test_linear_attention_block(nd):
 
 @pytest.mark.parametrize("nd", ND)
 def test_gradients_reach_every_parameter(nd):
-    layer = L.ModulatedConv(nd, 4, 4, w_dim=8, up=2, noise_shape=[2 * s for s in SHAPES[nd]])
+    layer = L.SynthesisLayer(nd, 4, 4, w_dim=8, up=2, noise_shape=[2 * s for s in SHAPES[nd]])
     out = L.ToOutput(nd, 4, 2, w_dim=8)
     x, w = torch.randn(2, 4, *SHAPES[nd]), torch.randn(2, 8)
     with torch.no_grad():
@@ -121,20 +121,20 @@ def test_gradients_reach_every_parameter(nd):
 
 
 def test_state_dict_round_trip_and_buffers():
-    a = L.ModulatedConv(3, 4, 4, w_dim=8, up=2, noise_shape=(8, 8, 8), padding_mode="circular")
+    a = L.SynthesisLayer(3, 4, 4, w_dim=8, up=2, noise_shape=(8, 8, 8), padding_mode="circular")
     keys = set(a.state_dict())
     assert "noise.noise_const" in keys and "resample_filter" not in keys  # FIR taps are not weights
-    b = L.ModulatedConv(3, 4, 4, w_dim=8, up=2, noise_shape=(8, 8, 8), padding_mode="circular")
+    b = L.SynthesisLayer(3, 4, 4, w_dim=8, up=2, noise_shape=(8, 8, 8), padding_mode="circular")
     b.load_state_dict(a.state_dict())
     x, w = torch.randn(2, 4, 4, 4, 4), torch.randn(2, 8)
     torch.testing.assert_close(a(x, w, noise_mode="const"), b(x, w, noise_mode="const"))
 
 
 def test_modulated_conv_clamp_scales_with_gain():
-    layer = L.ModulatedConv(2, 4, 4, w_dim=8, conv_clamp=0.1, activation="linear")
+    layer = L.SynthesisLayer(2, 4, 4, w_dim=8, conv_clamp=0.1, activation="linear")
     x, w = torch.randn(2, 4, 6, 6), torch.randn(2, 8)
     y = layer(x, w, gain=2.0)
-    unclamped = L.ModulatedConv(2, 4, 4, w_dim=8, activation="linear")
+    unclamped = L.SynthesisLayer(2, 4, 4, w_dim=8, activation="linear")
     unclamped.load_state_dict(layer.state_dict())
     ref = unclamped(x, w, gain=2.0)
     assert ref.abs().max() > 0.2  # the clamp is active
@@ -142,8 +142,8 @@ def test_modulated_conv_clamp_scales_with_gain():
 
 
 def test_layers_reject_wrong_rank_and_arguments():
-    with pytest.raises(ValueError, match="ModulatedConv: expected x of shape \\[N, C, \\*S\\] with 3 spatial axes"):
-        L.ModulatedConv(3, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(2, 8))
+    with pytest.raises(ValueError, match="SynthesisLayer: expected x of shape \\[N, C, \\*S\\] with 3 spatial axes"):
+        L.SynthesisLayer(3, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(2, 8))
     with pytest.raises(ValueError, match="EqualConv: expected 4 input channels"):
         L.EqualConv(2, 4, 4, 3)(torch.randn(2, 5, 8, 8))
     with pytest.raises(ValueError, match="EqualLinear: expected x of shape \\[N, 8\\]"):
@@ -155,10 +155,10 @@ def test_layers_reject_wrong_rank_and_arguments():
     with pytest.raises(ValueError, match="groups: 3 must divide"):
         L.EqualConv(2, 4, 4, 3, groups=3)
     with pytest.raises(ValueError, match="conv_clamp"):
-        L.ModulatedConv(2, 4, 4, w_dim=8, conv_clamp=-1)
+        L.SynthesisLayer(2, 4, 4, w_dim=8, conv_clamp=-1)
     with pytest.raises(ValueError, match="act: unknown activation"):
         L.EqualConv(2, 4, 4, 3, activation="leaky")
-    with pytest.raises(ValueError, match="ModulatedConv: expected w of shape \\[N, w_dim\\] = \\[2, 8\\]"):
-        L.ModulatedConv(2, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(3, 8))
+    with pytest.raises(ValueError, match="SynthesisLayer: expected w of shape \\[N, w_dim\\] = \\[2, 8\\]"):
+        L.SynthesisLayer(2, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(3, 8))
     with pytest.raises(ValueError, match="noise_mode: expected one of"):
-        L.ModulatedConv(2, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(2, 8), noise_mode="fixed")
+        L.SynthesisLayer(2, 4, 4, w_dim=8)(torch.randn(2, 4, 8, 8), torch.randn(2, 8), noise_mode="fixed")

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from ndgan.data import energy, open_dataset
-from ndgan.export import generate, load_generator
-from ndgan.generate import main as generate_cli
+from ndgan.sampling import generate, load_generator
+from ndgan.cli.generate import main as generate_cli
 from ndgan.metrics import MetricSettings
-from ndgan.metrics.__main__ import main as metrics_cli
+from ndgan.cli.metrics import main as metrics_cli
 from ndgan.metrics.evaluate import Evaluator
-from ndgan.render import main as render_cli
+from ndgan.cli.render import main as render_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained"

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from ndgan.generate import main as generate_cli
-from ndgan.metrics.__main__ import main as metrics_cli
-from ndgan.project import main as project_cli
-from ndgan.render import main as render_cli
-from ndgan.train import checkpoint as ckpt
-from ndgan.train.__main__ import main as train_cli
+from ndgan.cli.generate import main as generate_cli
+from ndgan.cli.metrics import main as metrics_cli
+from ndgan.cli.project import main as project_cli
+from ndgan.cli.render import main as render_cli
+from ndgan.io import checkpoint as ckpt
+from ndgan.cli.train import main as train_cli
 
 
 class Payload:

@@ -16,7 +16,7 @@ import common
 from ndgan.data import open_dataset
 from ndgan.data.energy import ensure
 from ndgan.data.hdf5 import HDF5Dataset
-from ndgan.export import generate, load_generator
+from ndgan.sampling import generate, load_generator
 from ndgan.viz.grid import sample_grid, save_png
 
 

@@ -14,10 +14,10 @@ import time
 
 import common
 from ndgan.data import open_dataset
-from ndgan.export import load_generator
+from ndgan.sampling import load_generator
 from ndgan.metrics.evaluate import Evaluator
 from ndgan.train.config import from_dict
-from ndgan.train.loop import metrics_dataset, source_options
+from ndgan.data.configured import metrics_dataset, source_options
 
 SHIPPED = {"digits2d": ["fid", "classes"], "energy16": ["energy", "msssim", "hist"]}
 

@@ -32,13 +32,10 @@ so the cap changes no unclipped value and lets the transforms run in float32.
 from __future__ import annotations
 
 import math
-import sys
-import time
 from pathlib import Path
 
 import torch
-from .. import cli
-from ..files import atomic_write, check_free_space
+from ..io.files import atomic_write, check_free_space
 
 EPSILON_K = 115.0  # probe-O well depth, eps / k_B in kelvin
 SIGMA_A = 3.47  # probe-O size, Angstrom
@@ -189,26 +186,9 @@ def ensure(path, n: int = 7000, size: int = 32, seed: int = 0) -> Path:
     return path
 
 
-def main(argv=None):
-    p = cli.ArgumentParser(prog="python -m ndgan.data.energy", description=__doc__.split("\n\n")[0],
-                                epilog="Writes an HDF5 file with dataset 'data' [N, 2, S, S, S] in [-1, 1], "
-                                       "'cell_edge' and 'pore_radius' [N] in Angstrom, and the mapping as attributes.")
-    p.add_argument("--n", type=int, default=7000, help="number of samples (default 7000, as in the source documents)")
-    p.add_argument("--size", type=int, default=32, help="grid points per cell edge, a multiple of 8 (default 32)")
-    p.add_argument("--out", required=True, help="output .h5 file")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    cli.add_debug_flag(p)
-    args = p.parse_args(argv)
-    return cli.run(lambda: _run(args), args.debug)
+if __name__ == "__main__":  # python -m ndgan.data.energy: the command lives in ndgan/cli/energy.py
+    import sys
 
+    from ..cli.energy import main
 
-def _run(args) -> int:
-    t = time.perf_counter()
-    path = write_hdf5(args.out, args.n, args.size, args.seed, args.overwrite)
-    print(f"wrote {args.n} energy grids of {args.size}^3 x 2 channels to {path} in {time.perf_counter() - t:.1f} s")
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .units import to_unit
+
 _META_KEYS = ("value_range", "normalized", "channel_names", "units", "spacing", "affine", "periodic",
               "channel_value_ranges", "percentiles")
 
@@ -121,8 +123,7 @@ class HDF5Dataset(Dataset):
         if not self.has_channel_axis:
             x = x.unsqueeze(0)
         if not self.normalized:
-            lo, hi = self.value_range
-            x = 2 * (x - lo) / (hi - lo) - 1
+            x = to_unit(x, {"value_range": self.value_range})
         if not torch.isfinite(x).all():
             raise ValueError(f"{self.path}[{self.key}][{index}]: contains NaN or Inf")
         if x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4:

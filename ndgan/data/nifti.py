@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import atomic_write, check_free_space
+from ..io.files import atomic_write, check_free_space
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from ..ops import nd as ndops
+from ..data.units import physical_scales
 from . import distances, physics
 from .features import SliceFeatures, inception_features, load_features
 from .msssim import pairwise_ms_ssim, settings as msssim_settings
@@ -314,11 +315,7 @@ class Evaluator:
     def _physical_scales(self):
         """Per channel, physical units per data unit, when one global linear map made the data (not for data
         normalised per subject, such as NIfTI percentiles)."""
-        meta = self.metadata
-        if not meta.get("units") or "value_range" not in meta or "percentiles" in meta:
-            return None
-        ranges = meta.get("channel_value_ranges") or [meta["value_range"]] * self.channels
-        return [(hi - lo) / 2 for lo, hi in ranges]
+        return physical_scales(self.metadata, self.channels)
 
     def _energy(self, G, real, fake):
         def gather(parts):

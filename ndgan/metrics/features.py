@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..files import program_archive
+from ..io.files import program_archive
 from .digits import DigitClassifier, is_classifier_state
 from .inception import InceptionV3, check_keys, load_inception, load_state_dict
 from .resnet import encoder_from_state_dict

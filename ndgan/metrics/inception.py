@@ -195,7 +195,7 @@ def load_inception(path=None, device="cpu") -> InceptionV3:
 
 def load_state_dict(path, what: str) -> dict:
     """A plain state dict from ``path`` (``weights_only``; a ``{'state_dict': ...}`` wrapper is unwrapped)."""
-    from ..train.checkpoint import load_plain
+    from ..io.checkpoint import load_plain
 
     state = load_plain(path, f"{what} (a plain state dict)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

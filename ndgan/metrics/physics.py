@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data.units import to_physical
 from .distances import wasserstein_1d
 
 R_KJ_PER_MOL_K = 8.314462618e-3
@@ -28,9 +29,8 @@ PROPERTIES = ("log10_henry", "heat_kj_mol", "void_fraction")
 
 
 def to_kelvin(x: torch.Tensor, value_range) -> torch.Tensor:
-    """Undo ``x = 2 (E - lo) / (hi - lo) - 1``."""
-    lo, hi = value_range
-    return lo + (x.double() + 1) * (hi - lo) / 2
+    """Undo ``x = 2 (E - lo) / (hi - lo) - 1`` in float64, without clipping (``data.units.to_physical``)."""
+    return to_physical(x.double(), {"value_range": list(value_range)}, clamp=False)
 
 
 def grid_properties(energy_k: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE_K) -> dict:

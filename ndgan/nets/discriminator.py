@@ -10,7 +10,8 @@ from torch import nn
 
 from .. import ops
 from ..layers import EqualConv, EqualLinear, LinearAttention, MinibatchStd
-from .generator import ARCHITECTURES, REDUCED_DTYPES, check_attn_res, check_choice, reduced_blocks
+from ..ops.check import check_int
+from .common import DEFAULT_FP16_DTYPE, REDUCED_DTYPES, check_attn_res, check_common, reduced_blocks
 from .mapping import MappingNetwork
 from .shapes import block_channels, resolve_pyramid
 
@@ -90,22 +91,16 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, spatial_dims, shape, channels, c_dim=0, channel_base=32768, channel_max=512,
-                 architecture="resnet", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype="float16",
+                 architecture="resnet", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE,
                  mbstd_group_size=4, mbstd_num_channels=1, cmap_dim=None, mapping_layers=8, attn_res=(),
                  attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS):
         super().__init__()
         if resample_filter is None:
             resample_filter = ops.DEFAULT_TAPS
-        check_choice("architecture", architecture, ARCHITECTURES)
-        check_choice("fp16_dtype", fp16_dtype, REDUCED_DTYPES)
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"channels: expected a positive int (3 for RGB, 2 for the energy grids), got {channels!r}")
-        if not isinstance(c_dim, int) or isinstance(c_dim, bool) or c_dim < 0:
-            raise ValueError(f"c_dim: expected a non-negative int, got {c_dim!r}")
-        if mbstd_group_size is not None and (not isinstance(mbstd_group_size, int) or mbstd_group_size < 1):
-            raise ValueError(f"mbstd_group_size: expected a positive int or None (whole batch), got {mbstd_group_size!r}")
-        if cmap_dim is not None and (not isinstance(cmap_dim, int) or cmap_dim < 1):
-            raise ValueError(f"cmap_dim: expected a positive int or None (the base channels), got {cmap_dim!r}")
+        check_common(architecture, fp16_dtype, channels)
+        check_int("c_dim", c_dim, 0)
+        check_int("mbstd_group_size", mbstd_group_size, 1, none="(whole batch)")
+        check_int("cmap_dim", cmap_dim, 1, none="(the base channels)")
         shapes = resolve_pyramid(spatial_dims, shape, base_shape)
         if len(shapes) < 2:
             raise ValueError(f"shape: {shapes[-1]} equals the base shape; the discriminator needs at least one "

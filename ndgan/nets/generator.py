@@ -9,40 +9,11 @@ import torch
 from torch import nn
 
 from .. import ops
-from ..layers import NOISE_MODES, EqualConv, LinearAttention, ModulatedConv, ToOutput
+from ..layers import NOISE_MODES, EqualConv, LinearAttention, SynthesisLayer, ToOutput
+from ..ops.check import check_int
+from .common import DEFAULT_FP16_DTYPE, REDUCED_DTYPES, check_attn_res, check_common, reduced_blocks
 from .mapping import MappingNetwork
 from .shapes import block_channels, resolve_pyramid
-
-ARCHITECTURES = ("orig", "skip", "resnet")
-REDUCED_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name}: expected one of {tuple(choices)}, got {value!r}")
-    return value
-
-
-def reduced_blocks(num_blocks, num_fp16_res, name="num_fp16_res"):
-    """Indices of the top ``num_fp16_res`` blocks that run in reduced precision (never the base block)."""
-    if not isinstance(num_fp16_res, int) or num_fp16_res < 0:
-        raise ValueError(f"{name}: expected a non-negative int, got {num_fp16_res!r}")
-    return {i for i in range(num_blocks) if i >= max(num_blocks - num_fp16_res, 1)}
-
-
-def check_attn_res(attn_res, shapes, attn_heads, name="attn_res"):
-    """Attention resolutions are block sizes (largest side) of this network."""
-    sizes = [max(s) for s in shapes]
-    if not isinstance(attn_res, (list, tuple)) or not all(isinstance(r, int) for r in attn_res):
-        raise ValueError(f"{name}: expected a list of block resolutions (ints) from {sizes}, got {attn_res!r}")
-    if not isinstance(attn_heads, int) or isinstance(attn_heads, bool) or attn_heads < 1:
-        raise ValueError(f"attn_heads: expected a positive int, got {attn_heads!r}")
-    attn_res = tuple(attn_res)
-    bad = [r for r in attn_res if r not in sizes]
-    if bad:
-        raise ValueError(f"{name}: {bad} are not block resolutions of this network; choose from {sizes}")
-    return attn_res
-
 
 class SynthesisBlock(nn.Module):
     """One resolution: (up-conv,) conv, optional attention, and the output branch (skip architecture)."""
@@ -55,8 +26,8 @@ class SynthesisBlock(nn.Module):
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, *shape))
         else:
-            self.conv0 = ModulatedConv(spatial_dims, in_channels, out_channels, w_dim, up=2, noise_shape=shape, **common)
-        self.conv1 = ModulatedConv(spatial_dims, out_channels, out_channels, w_dim, noise_shape=shape, **common)
+            self.conv0 = SynthesisLayer(spatial_dims, in_channels, out_channels, w_dim, up=2, noise_shape=shape, **common)
+        self.conv1 = SynthesisLayer(spatial_dims, out_channels, out_channels, w_dim, noise_shape=shape, **common)
         self.attn = LinearAttention(spatial_dims, out_channels, heads=attn_heads, dim_head=max(out_channels // attn_heads, 1),
                                     padding_mode=padding_mode) if attention else None
         self.torgb = None
@@ -103,11 +74,10 @@ class SynthesisNetwork(nn.Module):
     output branch shares its w with the next block's first conv, as in StyleGAN2."""
 
     def __init__(self, spatial_dims, shape, img_channels, w_dim=512, channel_base=32768, channel_max=512,
-                 architecture="skip", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype="float16",
+                 architecture="skip", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE,
                  attn_res=(), attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS):
         super().__init__()
-        check_choice("architecture", architecture, ARCHITECTURES)
-        check_choice("fp16_dtype", fp16_dtype, REDUCED_DTYPES)
+        check_common(architecture, fp16_dtype, img_channels)
         self.shapes = resolve_pyramid(spatial_dims, shape, base_shape)
         self.spatial_dims, self.shape, self.img_channels, self.w_dim = spatial_dims, self.shapes[-1], img_channels, w_dim
         channels = block_channels(self.shapes, channel_base, channel_max)
@@ -150,16 +120,14 @@ class Generator(nn.Module):
 
     def __init__(self, spatial_dims, shape, channels, z_dim=512, w_dim=512, c_dim=0, mapping_layers=8,
                  channel_base=32768, channel_max=512, architecture="skip", base_shape=None, conv_clamp=None,
-                 num_fp16_res=0, fp16_dtype="float16", attn_res=(), attn_heads=1, padding_mode="zeros",
+                 num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE, attn_res=(), attn_heads=1, padding_mode="zeros",
                  resample_filter=ops.DEFAULT_TAPS, mapping_lr_multiplier=0.01, w_avg_beta=0.995):
         super().__init__()
         if resample_filter is None:
             resample_filter = ops.DEFAULT_TAPS
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-            raise ValueError(f"channels: expected a positive int (3 for RGB, 2 for the energy grids), got {channels!r}")
-        for name, v in (("z_dim", z_dim), ("w_dim", w_dim)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_common(architecture, fp16_dtype, channels)
+        check_int("z_dim", z_dim, 1)
+        check_int("w_dim", w_dim, 1)
         self.synthesis = SynthesisNetwork(
             spatial_dims, shape, channels, w_dim, channel_base, channel_max, architecture, base_shape, conv_clamp,
             num_fp16_res, fp16_dtype, attn_res, attn_heads, padding_mode, resample_filter)

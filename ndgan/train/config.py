@@ -20,6 +20,8 @@ from typing import Literal
 
 import yaml
 
+from ..nets.common import DEFAULT_FP16_DTYPE
+from ..ops.check import ConfigError
 from ..metrics.settings import MetricSettings, check_names, check_settings
 
 
@@ -46,7 +48,7 @@ class GConfig:
     base_shape: tuple[int, ...] | None = None  # shape of the learned constant (default: halve shape to >= 4)
     conv_clamp: float | None = None  # clamp conv outputs (256 with float16 blocks)
     num_fp16_res: int = 0  # top blocks in reduced precision
-    fp16_dtype: str = "bfloat16"  # float16 | bfloat16 for those blocks
+    fp16_dtype: str = DEFAULT_FP16_DTYPE  # float16 | bfloat16 for those blocks
     attn_res: tuple[int, ...] = ()  # block resolutions with a linear-attention block
     mapping_lr_multiplier: float = 0.01
 
@@ -60,7 +62,7 @@ class DConfig:
     mbstd_num_channels: int = 1
     conv_clamp: float | None = None
     num_fp16_res: int = 0
-    fp16_dtype: str = "bfloat16"
+    fp16_dtype: str = DEFAULT_FP16_DTYPE
     attn_res: tuple[int, ...] = ()
 
 
@@ -118,10 +120,6 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     metrics: MetricSettings = field(default_factory=MetricSettings)  # settings of train.metrics and the CLI
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # adaptive discriminator augmentation
-
-
-class ConfigError(ValueError):
-    """A bad config: the message names the file or key, the problem and the fix."""
 
 
 def _closest(key, choices):

@@ -16,14 +16,13 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from ..ops.check import check_device
+
 
 def setup(device: str):
     """Initialise the process group if torchrun started us; return (rank, world_size, torch.device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device: {device} requested, but this machine has no CUDA device; use cpu or auto")
+    device = str(check_device(device, "train.device"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         # Rank 0 evaluates metrics while the others wait in their next collective: allow an hour for that.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import ctypes
-import dataclasses
 import json
 import math
 import re
@@ -25,88 +24,16 @@ import yaml
 
 from .. import losses
 from ..augment import AdaptiveP, augment, default_ops
-from ..budget import check_fits, gib, module_bytes
+from ..io.budget import check_fits, gib, module_bytes
 from ..data import BUILT_IN, open_dataset
-from ..files import PROBE_PREFIX, TMP_PREFIX, FolderUndo, append_line, atomic_write, check_writable
+from ..data.configured import held_out_config, metrics_dataset, path_exists, source_options
+from ..io.files import PROBE_PREFIX, TMP_PREFIX, FolderUndo, append_line, atomic_write, check_writable
 from ..data.loader import make_loader
-from ..nets import Discriminator, Generator
+from ..nets import build_networks
 from ..viz.grid import sample_grid, save_png
-from . import checkpoint as ckpt
+from ..io import checkpoint as ckpt
 from . import distributed
 from .config import Config, ConfigError, from_dict, to_dict
-
-
-def source_options(data) -> dict:
-    """The keyword options of ``open_dataset`` for the configured source."""
-    nd = len(data.shape)
-    base = {
-        "procedural": dict(spatial_dims=nd, shape=data.shape, channels=data.channels, periodic=data.periodic),
-        "energy": dict(path=data.path, channels=data.channels),
-        "hdf5": dict(path=data.path, channels=data.channels),
-        "images": dict(path=data.path, channels=data.channels, shape=data.shape),
-        "nifti": dict(path=data.path, shape=data.shape),
-        "digits": dict(size=data.shape[0], shape=data.shape, channels=data.channels),
-    }.get(data.source, {"path": data.path})
-    return {**base, **data.options}
-
-
-def held_out_config(cfg: Config):
-    """The data section of the metrics' held-out reals (``metrics.real_path`` and/or ``metrics.real_options``
-    over ``data.options``), or None when the metrics compare with the training data. Checks what can be
-    checked without opening anything: every rank calls it before training starts."""
-    m = cfg.metrics
-    if m.real_path is None and not m.real_options:
-        return None
-    if m.real_path is None and cfg.data.source == "energy":
-        raise ConfigError("metrics.real_options: the energy source caches its cells at data.path; set "
-                          "metrics.real_path to another file for held-out cells")
-    data = dataclasses.replace(cfg.data, path=m.real_path or cfg.data.path,
-                               options={**cfg.data.options, **m.real_options})
-    if data.source not in BUILT_IN and not path_exists(data.path):
-        raise ConfigError(f"metrics.real_path: {data.path} does not exist; point it at held-out data of the "
-                          f"{data.source} source, or remove it to compare with the training data")
-    return data
-
-
-def metrics_dataset(cfg: Config, dataset):
-    """The real data the metrics compare with: the held-out set of ``held_out_config(cfg)`` (its samples and
-    physical units checked against the training ``dataset``), or ``dataset`` itself."""
-    data = held_out_config(cfg)
-    if data is None:
-        return dataset
-    try:
-        real = open_dataset(data.source, **source_options(data))
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"metrics.real_path / metrics.real_options: {e}") from None
-    first = real[0]
-    sample = first[0] if isinstance(first, (list, tuple)) else first
-    if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
-        raise ConfigError(f"metrics.real_path: {data.path} gives samples of {tuple(sample.shape)}, the config "
-                          f"trains on {(cfg.data.channels, *cfg.data.shape)}")
-    ours, theirs = getattr(dataset, "metadata", {}) or {}, getattr(real, "metadata", {}) or {}
-    for key in ("value_range", "units", "channel_names", "channel_value_ranges"):
-        a, b = (list(v) if isinstance(v, tuple) else v for v in (ours.get(key), theirs.get(key)))
-        if key in ours and key in theirs and a != b:
-            raise ConfigError(f"metrics.real_path: {data.path} has {key} {theirs.get(key)!r}, the training data "
-                              f"{ours.get(key)!r}; held-out reals must be in the training data's units")
-    return real
-
-
-def build_networks(cfg: Config, c_dim: int):
-    """G and D for ``cfg``; a constructor's complaint about an argument becomes a ConfigError naming its key."""
-    nd, d = len(cfg.data.shape), cfg.data
-    padding_mode = "circular" if d.periodic else "zeros"
-    nets = []
-    for section, cls in (("G", Generator), ("D", Discriminator)):
-        kwargs = vars(getattr(cfg, section))
-        try:
-            nets.append(cls(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode, **kwargs))
-        except ValueError as e:
-            name, _, rest = str(e).partition(": ")
-            key = {"shape": "data.shape", "channels": "data.channels"}.get(name)
-            key = key or (f"{section}.{name}" if name in kwargs else name)
-            raise ConfigError(f"{key}: {rest}") from None
-    return tuple(nets)
 
 
 def check_training_fits(cfg: Config, device) -> None:
@@ -184,17 +111,6 @@ def _batch(item, device):
     return x.to(device, non_blocking=True).float(), None if c is None else c.to(device, non_blocking=True)
 
 
-#: What a checkpoint needs to resume training.
-TRAINING_KEYS = ("G", "D", "G_ema", "G_opt", "D_opt", "config", "step", "nimg", "pl_mean", "rng")
-
-
-def _check_training_state(state: dict, where) -> None:
-    missing = [k for k in TRAINING_KEYS if k not in state]
-    if missing:
-        raise ValueError(f"{where}: the checkpoint lacks {missing}; it cannot resume training (a generator-only "
-                         f"file?)")
-
-
 def check_own_folder(run_dir: Path, overwrite: bool) -> None:
     """Refuse a non-empty ``run_dir`` that ndgan did not make (no ``.lock`` and no checkpoint) unless
     ``overwrite``: training would replace its config.yaml and append to its stats.jsonl."""
@@ -240,7 +156,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False)
         raise FileExistsError(f"{run_dir}: holds checkpoints of an earlier run; pass --resume auto to continue "
                               f"it, or choose another --out")
     if state is not None:
-        _check_training_state(state, resume if resume != "auto" else run_dir)
+        ckpt.check_training_state(state, resume if resume != "auto" else run_dir)
         newer = [p.name for p in existing if ckpt.checkpoint_nimg(p) > state["nimg"]]
         if newer and resume != "auto":  # (auto skipped only newer ones that do not load)
             raise FileExistsError(f"--resume {resume}: {run_dir} holds newer checkpoints ({newer[-1]}) that this run "
@@ -657,13 +573,6 @@ def stale_temporaries(run_dir: Path) -> list[Path]:
     files = [p for p in run_dir.iterdir() if _STALE.match(p.name) and p.is_file() and not p.is_symlink()]
     probes = [p for p in run_dir.iterdir() if p.name.startswith(PROBE_PREFIX) and p.is_dir() and not any(p.iterdir())]
     return files + probes
-
-
-def path_exists(path) -> bool:
-    """Whether ``path`` (a file, a folder or a glob pattern) names anything."""
-    import glob
-
-    return path is not None and (Path(path).exists() or bool(glob.glob(str(path))))
 
 
 def _plain_metadata(dataset):

@@ -13,7 +13,7 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
-def _tile(panels, cols, pad=2):
+def tile(panels, cols, pad=2):
     """Tile equally sized [H, W] or [H, W, 3] arrays row by row with a gap of ``pad`` pixels."""
     h, w = panels[0].shape[:2]
     rows = math.ceil(len(panels) / cols)
@@ -39,10 +39,10 @@ def sample_grid(x: torch.Tensor, min_side: int = 64) -> np.ndarray:
         return np.repeat(_to_uint8(x.reshape(n * c, size[0])), 4, axis=0)
     if nd == 2:
         if c == 3:
-            return _tile([_to_uint8(img.permute(1, 2, 0)) for img in x], cols)
+            return tile([_to_uint8(img.permute(1, 2, 0)) for img in x], cols)
         if c == 1:
-            return _tile([_to_uint8(img[0]) for img in x], cols)
-        return _tile([_tile([_to_uint8(ch) for ch in img], c, pad=1) for img in x], cols)
+            return tile([_to_uint8(img[0]) for img in x], cols)
+        return tile([tile([_to_uint8(ch) for ch in img], c, pad=1) for img in x], cols)
     # 3D: per sample, a row of (axial, coronal, sagittal) mid-slices for every channel, each padded to a square.
     side = max(size)
 
@@ -57,8 +57,8 @@ def sample_grid(x: torch.Tensor, min_side: int = 64) -> np.ndarray:
         for ch in vol:
             d, h, w = ch.shape
             slices += [square(_to_uint8(ch[d // 2])), square(_to_uint8(ch[:, h // 2])), square(_to_uint8(ch[:, :, w // 2]))]
-        panels.append(_tile(slices, len(slices), pad=1))
-    return _tile(panels, max(1, cols // 2))
+        panels.append(tile(slices, len(slices), pad=1))
+    return tile(panels, max(1, cols // 2))
 
 
 def save_png(array: np.ndarray, path) -> None:

@@ -8,7 +8,7 @@ from sklearn import datasets as sklearn_datasets
 
 from ndgan.data import open_dataset
 from ndgan.data.digits import DigitsDataset
-from ndgan.train.__main__ import main as train_cli
+from ndgan.cli.train import main as train_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from ndgan.cli.energy import main as energy_cli
 from ndgan.data import energy
 
 
@@ -77,7 +78,7 @@ def test_generate_range_determinism_and_channels():
 
 def test_cli_writes_hdf5_with_metadata(tmp_path):
     out = tmp_path / "e.h5"
-    assert energy.main(["--n", "5", "--size", "16", "--out", str(out)]) == 0
+    assert energy_cli(["--n", "5", "--size", "16", "--out", str(out)]) == 0
     with h5py.File(out) as h5:
         assert h5["data"].shape == (5, 2, 16, 16, 16)
         assert list(h5.attrs["channel_names"]) == ["spherical_pore", "cubic_pore"]
@@ -86,8 +87,8 @@ def test_cli_writes_hdf5_with_metadata(tmp_path):
         first = h5["data"][0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.h5"]  # no temporary left behind
     # Refuses to overwrite; --overwrite replaces.
-    assert energy.main(["--n", "5", "--size", "16", "--out", str(out)]) == 2
-    assert energy.main(["--n", "5", "--size", "16", "--out", str(out), "--seed", "1", "--overwrite"]) == 0
+    assert energy_cli(["--n", "5", "--size", "16", "--out", str(out)]) == 2
+    assert energy_cli(["--n", "5", "--size", "16", "--out", str(out), "--seed", "1", "--overwrite"]) == 0
     with h5py.File(out) as h5:
         assert not np.array_equal(h5["data"][0], first)
 
@@ -97,7 +98,7 @@ def test_cli_writes_hdf5_with_metadata(tmp_path):
                                            (["--out", "/nonexistent/dir/e.h5"], "output folder does not exist")])
 def test_cli_bad_input(tmp_path, capsys, args, message):
     argv = ["--n", "2", "--size", "16", "--out", str(tmp_path / "x.h5")] + args
-    assert energy.main(argv) == 2
+    assert energy_cli(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1  # one line, no traceback
     assert not (tmp_path / "x.h5").exists()

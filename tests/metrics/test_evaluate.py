@@ -9,7 +9,7 @@ from torch import nn
 from ndgan.data import energy, open_dataset
 from ndgan.metrics import MetricSettings, check_names
 from ndgan.metrics.evaluate import Evaluator
-from ndgan.metrics.__main__ import main as metrics_cli
+from ndgan.cli.metrics import main as metrics_cli
 from ndgan.metrics.ppl import path_length
 from ndgan.train import load_config, train
 

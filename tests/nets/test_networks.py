@@ -3,7 +3,7 @@ import io
 import pytest
 import torch
 
-from ndgan.layers import ModulatedConv, ToOutput
+from ndgan.layers import SynthesisLayer, ToOutput
 from ndgan.nets import Discriminator, Generator, default_base_shape
 
 # Tiny networks: (spatial_dims, shape, base_shape or None), non-square and non-cubic on purpose.
@@ -108,7 +108,7 @@ def test_style_mixing_changes_only_layers_from_the_crossover_on(nd, shape, cross
             records[key].append((inputs[1], output))
         return hook
 
-    layers = [m for m in G.synthesis.modules() if isinstance(m, (ModulatedConv, ToOutput))]
+    layers = [m for m in G.synthesis.modules() if isinstance(m, (SynthesisLayer, ToOutput))]
     for key, ws in (("plain", ws1), ("mixed", mixed)):
         records[key] = []
         handles = [m.register_forward_hook(record(key)) for m in layers]

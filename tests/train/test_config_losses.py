@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ndgan import losses
-from ndgan.train import checkpoint as ckpt
+from ndgan.io import checkpoint as ckpt
 from ndgan.train.config import ConfigError, from_dict, load_config, to_dict
 from ndgan.train.loop import lazy_adam, mixed_ws
 
@@ -198,7 +198,7 @@ def test_sigkill_in_the_middle_of_a_checkpoint_write_keeps_a_loadable_one(tmp_pa
     import time
 
     path = tmp_path / "checkpoint-000000016.pt"
-    script = ("import sys, torch; from ndgan.train import checkpoint as ckpt\n"
+    script = ("import sys, torch; from ndgan.io import checkpoint as ckpt\n"
               "path = sys.argv[1]; i = 0\n"
               "while True:\n"
               "    ckpt.save({'w': torch.full([16 * 2**20], float(i)), 'i': i}, path); i += 1\n"

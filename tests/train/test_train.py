@@ -17,7 +17,7 @@ from PIL import Image
 from ndgan.nets import Generator
 from ndgan.train import load_config, train
 from ndgan.train.config import ConfigError
-from ndgan.train.__main__ import main as cli
+from ndgan.cli.train import main as cli
 
 
 def run(config, out, *overrides, resume=None):
@@ -400,7 +400,7 @@ def test_auto_values_are_written_resolved_and_metrics_use_held_out_reals(tmp_pat
 
 
 def test_metrics_cli_and_resume_use_the_run_config(tmp_path, capsys):
-    from ndgan.metrics.__main__ import main as metrics_cli
+    from ndgan.cli.metrics import main as metrics_cli
 
     common = ["train.kimg=0.016", "train.snapshot_kimg=0.016", "train.metrics=[hist]", "metrics.num_gen=16",
               "metrics.real_options={seed: 9, length: 64}"]

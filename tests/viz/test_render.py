@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ndgan.render import main as cli
-from ndgan.render import read_volume
+from ndgan.cli.render import main as cli
+from ndgan.cli.render import read_volume
 from ndgan.viz.grid import sample_grid
 from ndgan.viz.render import render
 

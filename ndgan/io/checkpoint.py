@@ -1,5 +1,18 @@
 """Checkpoints as plain data (state dicts, constructor kwargs, config, counters, RNG states), written
-atomically and loaded with ``torch.load(weights_only=True)``: loading one never runs code."""
+atomically and loaded with ``torch.load(weights_only=True)``: loading one never runs code.
+
+The layout, defined here once (``train.state`` writes and restores it, ``schema_problem`` checks it on load):
+
+- ``G``, ``D``, ``G_ema``: state dicts; ``G_kwargs``, ``D_kwargs``: their constructor arguments;
+- ``G_opt``, ``D_opt``: optimiser states; ``scalers``: the float16 loss scalers' states;
+- ``config``: the resolved training config (plain data); ``data_metadata``: the dataset's (units, ranges, affine);
+- ``step``, ``nimg``: counters; ``pl_mean``: the path-length running mean; ``rng``: RNG states;
+- ``augment``: ADA's state; ``lr_scale``: the learning-rate factor after rollbacks;
+- ``format_version``: ``FORMAT_VERSION``.
+
+A generator export (``.safetensors``, ``save_generator``) holds ``G_ema``'s tensors and, as JSON text,
+``G_kwargs``, ``data_metadata``, ``config`` and the kimg: no code, safe to share.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +23,14 @@ from pathlib import Path
 
 import torch
 
-from ..files import atomic_write, program_archive
+from .files import atomic_write, program_archive
 
 FORMAT_VERSION = 1
+#: What a checkpoint needs to resume training.
+TRAINING_KEYS = ("G", "D", "G_ema", "G_opt", "D_opt", "config", "step", "nimg", "pl_mean", "rng")
+#: What a generator file (a checkpoint or an export) gives ``read_generator``.
+GENERATOR_KEYS = ("G_kwargs", "G_ema", "data_metadata", "config", "nimg")
+SAFETENSORS_FORMAT = "ndgan-generator-1"
 _NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
 
 
@@ -194,3 +212,79 @@ def prune(run_dir, keep: int) -> None:
         return
     for path in old:
         path.unlink()
+
+
+def check_training_state(state: dict, where) -> None:
+    """Raise a ValueError naming ``where`` if ``state`` cannot resume training (a generator-only file)."""
+    missing = [k for k in TRAINING_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{where}: the checkpoint lacks {missing}; it cannot resume training (a generator-only "
+                         f"file?)")
+
+
+def read_training(path) -> dict:
+    """The state of a checkpoint file, or of a run folder's newest valid checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        found, state = latest_valid(path)
+        if found is None:
+            raise FileNotFoundError(none_loads(path))
+        return state
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file or run folder")
+    return load(path)
+
+
+def read_generator(path) -> dict:
+    """The parts of a generator file that rebuild it (``GENERATOR_KEYS``): a checkpoint, a run folder's newest
+    valid checkpoint, or a ``.safetensors`` export."""
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        return _read_safetensors(path)
+    state = read_training(path)
+    return {"G_kwargs": state.get("G_kwargs"), "G_ema": state.get("G_ema"), "nimg": state.get("nimg", 0),
+            "data_metadata": dict(state.get("data_metadata", {})), "config": state.get("config", {})}
+
+
+def save_generator(tensors: dict, G_kwargs: dict, out, metadata=None, config=None, kimg: float = 0.0,
+                   overwrite: bool = False) -> Path:
+    """Write a generator's state dict as a safetensors file, with the JSON text that rebuilds it; no code."""
+    try:
+        from safetensors.torch import save
+    except ImportError:
+        raise ImportError("safetensors export needs safetensors: pip install 'ndgan[safetensors]'") from None
+    import json
+
+    from .files import output_folder
+
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"--out {out}: expected a file name ending in .safetensors")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out}: already exists; pass --overwrite or choose another --out")
+    tensors = {k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}
+    text = {"format": SAFETENSORS_FORMAT, "G_kwargs": json.dumps(G_kwargs), "data_metadata": json.dumps(metadata or {}),
+            "config": json.dumps(config or {}), "kimg": repr(float(kimg))}
+    payload = save(tensors, metadata=text)
+    with output_folder(out.parent):
+        return atomic_write(out, lambda p: Path(p).write_bytes(payload))
+
+
+def _read_safetensors(path: Path) -> dict:
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise ImportError(f"{path}: reading safetensors needs safetensors: pip install 'ndgan[safetensors]'") from None
+    import json
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        if meta.get("format") != SAFETENSORS_FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {SAFETENSORS_FORMAT!r}")
+        return {"G_kwargs": json.loads(meta["G_kwargs"]), "G_ema": tensors, "nimg": float(meta["kimg"]) * 1000,
+                "data_metadata": json.loads(meta["data_metadata"]), "config": json.loads(meta["config"])}
+    except Exception as e:  # safetensors' own error type, bad JSON, missing keys
+        detail = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"{path}: not an ndgan generator safetensors file ({type(e).__name__}: {detail})") from None

@@ -1,6 +1,10 @@
-"""The command-line convention of every ndgan command: bad input (a ValueError, a missing or unwritable file,
-a full disk, a missing optional package, a bad flag) is one line on stderr and exit code 2; ``--debug`` shows
-the traceback."""
+"""The commands, one thin module each (``ndgan/cli/<command>.py``), and the convention they share: bad input
+(a ValueError, a missing or unwritable file, a full disk, a missing optional package, a bad flag) is one line
+on stderr and exit code 2; ``--debug`` shows the traceback.
+
+Each command runs as ``ndgan COMMAND ...`` (the console script, ``console``) and as the ``python -m`` form
+documented since the first release (``COMMANDS``); both call the same ``main``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,13 @@ import argparse
 import errno
 import sys
 import warnings
+
+#: command -> its python -m module (each holds a thin shim that calls ndgan.cli.<command>.main)
+COMMANDS = {
+    "train": "ndgan.train", "generate": "ndgan.generate", "export": "ndgan.export", "render": "ndgan.render",
+    "project": "ndgan.project", "metrics": "ndgan.metrics", "bench": "ndgan.bench", "convert": "ndgan.data.convert",
+    "energy": "ndgan.data.energy", "digits": "ndgan.metrics.digits",
+}
 
 USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)  # the last: a run that diverged
 
@@ -35,7 +46,7 @@ def run(body, debug: bool = False) -> int:
             print(f"error: {one_line(e)}", file=sys.stderr)
             return 2
         except (MemoryError, RuntimeError) as e:  # an allocation that no estimate caught
-            from .budget import out_of_memory_message
+            from .io.budget import out_of_memory_message
 
             message = out_of_memory_message(e)
             if debug or message is None:
@@ -68,3 +79,23 @@ def one_line(e: BaseException) -> str:
 
 def add_debug_flag(parser) -> None:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+
+
+def console(argv=None) -> int:
+    """``ndgan COMMAND [ARGS]``: the console script; ``ndgan --help`` lists the commands."""
+    import importlib
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  (python -m {module})" for name, module in COMMANDS.items()]
+        print("usage: ndgan COMMAND [ARGS ...]; ndgan COMMAND --help for its options\n\ncommands:\n" + "\n".join(lines))
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        print(f"error: {argv[0]!r} is not an ndgan command; expected one of {', '.join(COMMANDS)}"
+              + (f" (did you mean {close[0]!r}?)" if close else ""), file=sys.stderr)
+        return 2
+    return importlib.import_module(f"ndgan.cli.{argv[0]}").main(argv[1:])

@@ -1,0 +1,130 @@
+"""python -m ndgan.generate RUN_OR_CKPT --out DIR [--n 16 | --seeds 0-15] [--truncation 0.7]
+                             [--format png|nii.gz|h5|npy] [--batch 8] [--device cpu] [--overwrite]
+
+Samples from the EMA generator of a checkpoint (or a run folder's newest valid one), in the training data's
+physical units: NIfTI per sample with the data's affine (channels as the 4th axis), one HDF5 dataset
+[N, C, *S] with attributes (seeds, truncation, channel names, units, spacing, checkpoint kimg, config), one
+NumPy array, or a PNG grid (2D images, 3D mid-slices per channel). Errors: one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from pathlib import Path
+
+import torch
+
+from .. import cli
+from ..io.budget import check_fits
+from ..io.files import atomic_write_all, output_folder
+from ..sampling import FORMATS, generate, interpolation_frames, load_generator, style_mixing_grid, write_samples
+
+MAX_SEEDS = 1_000_000  # samples per call: a range is counted before it is expanded
+
+
+def parse_seeds(text: str, flag: str = "--seeds") -> list[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7]; seeds in [0, 2**63), at most ``MAX_SEEDS`` of them."""
+    ranges = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            lo, hi = int(lo), int(hi) if hi else int(lo)
+            if hi < lo or lo < 0:
+                raise ValueError
+            ranges.append((lo, hi))
+    except ValueError:
+        raise ValueError(f"{flag}: expected non-negative numbers and increasing ranges like 0-15,20, "
+                         f"got {text!r}") from None
+    if any(hi >= 2**63 for _, hi in ranges):
+        raise ValueError(f"{flag}: seeds must be below 2**63 (a torch seed is 64 bits), got {text!r}")
+    count = sum(hi - lo + 1 for lo, hi in ranges)
+    if count > MAX_SEEDS:
+        raise ValueError(f"{flag}: {count} samples, more than the {MAX_SEEDS:,} one call makes; split the range "
+                         f"into several calls")
+    return [s for lo, hi in ranges for s in range(lo, hi + 1)]
+
+
+def main(argv=None) -> int:
+    p = cli.ArgumentParser(prog="python -m ndgan.generate", description=__doc__.split("\n\n")[1].strip())
+    p.add_argument("source", metavar="RUN_OR_CKPT", help="checkpoint file or run folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--n", type=int, default=16, help="number of samples (seeds 0..n-1) unless --seeds is given")
+    p.add_argument("--seeds", help="seeds, e.g. 0-15 or 3,7,11")
+    p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none)")
+    p.add_argument("--format", default="png", choices=FORMATS)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--style-mixing", metavar="COL_SEEDS", help="write style_mixing.png: --seeds are the rows, "
+                   "these seeds the columns (e.g. 10-14)")
+    p.add_argument("--mix-layers", help="ws taken from the column seeds (default: the coarse first half), e.g. 0-3")
+    p.add_argument("--interpolate", metavar="SEED_A,SEED_B", help="write interpolation.gif from one latent to another")
+    p.add_argument("--frames", type=int, default=16, help="frames of the interpolation")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    cli.add_debug_flag(p)
+    args = p.parse_args(argv)
+    return cli.run(lambda: _run(args), args.debug)
+
+
+def _run(args) -> int:
+    if args.n < 1 or args.batch < 1:
+        raise ValueError("--n and --batch: expected positive numbers")
+    if not math.isfinite(args.truncation):
+        raise ValueError(f"--truncation: expected a finite number (1: no truncation), got {args.truncation}")
+    if not 2 <= args.frames <= 1000:
+        raise ValueError(f"--frames: expected 2 to 1000 frames, got {args.frames}")
+    if args.n > MAX_SEEDS and not args.seeds:
+        raise ValueError(f"--n: {args.n} samples, more than the {MAX_SEEDS:,} one call makes; use several calls "
+                         f"with --seeds ranges")
+    seeds = parse_seeds(args.seeds) if args.seeds else list(range(args.n))
+    repeated = sorted(s for s, k in collections.Counter(seeds).items() if k > 1)
+    if repeated:
+        raise ValueError(f"--seeds: {repeated[0]} is given more than once; a seed always gives the same sample")
+    G = load_generator(args.source, args.device)
+    if G.c_dim:
+        raise ValueError("this generator is conditional; class-conditional sampling from the CLI is not "
+                         "supported yet (use ndgan.sampling.generate with labels c)")
+    if args.style_mixing or args.interpolate:
+        return _figures(G, args, seeds)
+    check_fits(2 * len(seeds) * G.channels * math.prod(G.shape) * 4, f"{'--seeds' if args.seeds else '--n'}: "
+               f"{len(seeds)} samples of {[G.channels, *G.shape]}", "generate fewer per call")
+    x = generate(G, seeds, args.truncation, args.batch)
+    if not torch.isfinite(x).all():  # e.g. weights that overflow: never written as if they were samples
+        raise ValueError(f"{args.source}: the generator made non-finite samples (NaN or Inf) with these seeds; "
+                         f"nothing was written; its weights are broken: use an earlier checkpoint")
+    paths, notes = write_samples(x, G, seeds, args.out, args.format, args.truncation, args.overwrite)
+    for note in notes:
+        print(f"note: {note}")
+    print(f"wrote {len(seeds)} samples ({args.format}) from {args.source} ({G.kimg:g} kimg) to "
+          f"{paths[0] if len(paths) == 1 else args.out}")
+    return 0
+
+
+def _figures(G, args, seeds) -> int:
+    """Style-mixing grid and/or interpolation GIF (instead of the per-sample export)."""
+    from PIL import Image
+
+    out = Path(args.out)
+    targets = ([out / "style_mixing.png"] if args.style_mixing else []) + \
+              ([out / "interpolation.gif"] if args.interpolate else [])
+    existing = [t for t in targets if t.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
+    layers = parse_seeds(args.mix_layers) if args.mix_layers else None
+    cols = parse_seeds(args.style_mixing) if args.style_mixing else None
+    ends = parse_seeds(args.interpolate) if args.interpolate else None
+    if ends is not None and len(ends) != 2:
+        raise ValueError(f"--interpolate: expected two seeds A,B, got {args.interpolate!r}")
+    pictures = []  # (target, write(path)): everything computed before anything is written
+    if cols is not None:
+        grid = Image.fromarray(style_mixing_grid(G, seeds, cols, layers, args.truncation))
+        pictures.append((out / "style_mixing.png", lambda p: grid.save(p)))
+    if ends is not None:
+        frames = [Image.fromarray(f) for f in interpolation_frames(G, ends[0], ends[1], args.frames, args.truncation)]
+        pictures.append((out / "interpolation.gif",
+                         lambda p: frames[0].save(p, save_all=True, append_images=frames[1:], duration=100, loop=0)))
+    with output_folder(out):
+        written = atomic_write_all(pictures)  # both figures, or neither
+    print("wrote " + ", ".join(map(str, written)))
+    return 0
+

@@ -1,0 +1,137 @@
+"""python -m ndgan.metrics RUN_OR_CKPT --metrics fid,kid [--data PATH] [--num N] [--inception PATH] ...
+
+Evaluates the EMA generator of a checkpoint (or of a run folder's newest valid one) against its training data
+(the data section of the checkpoint's config; --data points it elsewhere). Settings default to the run's
+'metrics' config section. Prints one line per value, next to its real-vs-real baseline where there is one, and
+writes the results as JSON (--json FILE; by default a line appended to RUN/metrics.jsonl when given a run
+folder). Errors: one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+from .. import cli
+from ..io.files import append_line, errors_name
+from ..metrics.settings import METRICS, check_names, json_safe
+
+
+def main(argv=None) -> int:
+    p = cli.ArgumentParser(prog="python -m ndgan.metrics", description=__doc__.split("\n\n")[1].strip(),
+                                epilog="Metrics: " + "; ".join(f"{k}: {v}" for k, v in METRICS.items()),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", metavar="RUN_OR_CKPT", help="checkpoint file or run folder")
+    p.add_argument("--metrics", required=True, help="comma-separated names, e.g. fid,kid,pr or energy,msssim,hist")
+    p.add_argument("--data", help="real data path (default: the checkpoint config's data.path)")
+    p.add_argument("--num", type=int, help="generated samples (default: metrics.num_gen of the run's config)")
+    p.add_argument("--num-real", type=int, help="real samples (default: as many as generated, at most the data)")
+    p.add_argument("--batch", type=int, help="batch size (even)")
+    p.add_argument("--inception", help="FID Inception weights file (or set NDGAN_INCEPTION)")
+    p.add_argument("--lpips", help="LPIPS weights for ppl: VGG16.pth,LIN.pth")
+    p.add_argument("--features", help="feature network weights for fid/kid/pr/ppl/classes: MedicalNet-style "
+                                      "ResNet, Inception or digit classifier (.pth/.safetensors; weights only, "
+                                      "never code)")
+    p.add_argument("--features-program", help="a feature network program instead (torch.export .pt2 or "
+                                              "TorchScript): loading it RUNS THE FILE'S CODE, so only a file you trust")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="write the results to this JSON file (refuses to overwrite)")
+    cli.add_debug_flag(p)
+    args = p.parse_args(argv)
+    return cli.run(lambda: _run(args), args.debug)
+
+
+def _run(args) -> int:
+    try:
+        names = check_names(args.metrics)
+    except ValueError as e:
+        raise ValueError(f"--metrics: {e}") from None
+    if not names:
+        raise ValueError("--metrics: expected at least one metric name")
+    if args.json and Path(args.json).exists():
+        raise FileExistsError(f"{args.json}: exists; choose another --json file")
+    if args.json and not Path(args.json).parent.is_dir():
+        raise FileNotFoundError(f"{args.json}: the folder {Path(args.json).parent} does not exist")
+    from ..data import BUILT_IN, PATHLESS, open_dataset
+    from ..sampling import load_generator
+    from ..train.config import from_dict
+    from ..data.configured import metrics_dataset, path_exists, source_options
+    from ..metrics.evaluate import Evaluator
+
+    G = load_generator(args.source, args.device)
+    cfg = from_dict(G.config)
+    data = cfg.data
+    if args.data is not None:
+        if data.source in PATHLESS:
+            raise ValueError(f"--data: this run trained on {data.source} data, which has no path to replace")
+        if not path_exists(args.data):
+            raise FileNotFoundError(f"--data: {args.data} does not exist")
+        # Another energy file is read as it is (never generated); other sources keep their options.
+        data = dataclasses.replace(data, path=args.data, **({"source": "hdf5", "options": {}}
+                                                            if data.source == "energy" else {}))
+    elif data.source not in BUILT_IN and not path_exists(data.path):
+        raise FileNotFoundError(f"{data.path}: the real data is not there; pass --data PATH"
+                                + (f" ({data.missing_hint})" if data.missing_hint else ""))
+    dataset = open_dataset(data.source, **source_options(data))
+    metadata = getattr(dataset, "metadata", None)  # the training data's units, also for held-out reals
+    if args.data is None:
+        dataset = metrics_dataset(cfg, dataset)  # the run's metrics.real_path / real_options, as in training
+    overrides = {"num_gen": args.num, "num_real": args.num_real, "batch": args.batch, "inception": args.inception,
+                 "features": args.features, "features_program": args.features_program, "seed": args.seed,
+                 "lpips": tuple(x for x in args.lpips.split(",") if x) if args.lpips else None}
+    if args.features and args.features_program:
+        raise ValueError("--features and --features-program: give one feature network, not both")
+    if args.features or args.features_program:  # the flag replaces the run's own choice of either kind
+        overrides.update(features=args.features, features_program=args.features_program)
+    settings = dataclasses.replace(cfg.metrics, **{k: v for k, v in overrides.items()
+                                                   if v is not None or k.startswith("features")})
+    evaluator = Evaluator(names, dataset, settings, args.device, metadata=metadata)
+    expected, got = (G.channels, *G.shape), (evaluator.channels, *evaluator.shape)
+    if tuple(expected) != got:
+        raise ValueError(f"--data: samples of {got}, the generator makes {tuple(expected)}")
+    start = time.perf_counter()
+    results, info = evaluator.evaluate(G)
+    seconds = time.perf_counter() - start
+    print(format_results(results, info))
+    record = json_safe({"source": str(args.source), "data": data.path, "kimg": G.kimg, "metrics": list(names),
+                        "results": results, "info": info, "seconds": round(seconds, 2),
+                        "settings": dataclasses.asdict(settings)})
+    if args.json:
+        write_json(Path(args.json), record)
+    elif Path(args.source).is_dir():
+        append_line(Path(args.source) / "metrics.jsonl", json.dumps(record))
+    saved = (f"written to {args.json}" if args.json else "appended to metrics.jsonl" if Path(args.source).is_dir()
+             else "not saved (pass --json FILE)")
+    print(f"{seconds:.1f} s; results {saved}")
+    return 0
+
+
+def format_results(results: dict, info: dict) -> str:
+    """One line per value; a value with a ``_baseline`` twin shows it as the real-vs-real reference."""
+    lines = []
+    for key, value in results.items():
+        if key.endswith("_baseline"):
+            continue
+        base = results.get(f"{key}_baseline")
+        lines.append(f"{key:32s} {value:12.6g}" + (f"   real-vs-real {base:.6g}" if base is not None else ""))
+    for name, note in info.items():
+        lines.append(f"[{name}] " + ", ".join(f"{k}: {v}" for k, v in note.items()))
+    return "\n".join(lines)
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write ``record`` to a new file ``path``: through a temporary file (never a half-written result), linked
+    into place only if nothing has appeared there meanwhile."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with errors_name(path, tmp):
+            tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.link(tmp, path)  # FileExistsError rather than replacing a result written meanwhile
+    finally:
+        tmp.unlink(missing_ok=True)
+

@@ -1,0 +1,167 @@
+"""Samples out: load a trained generator, draw samples, write them in physical units, and the two StyleGAN2
+figures (style mixing, interpolation).
+
+Generated values in [-1, 1] are mapped back through the training data's value range (``data.units``: kelvin for
+the energy grids, 8-bit intensity for images, the typical percentile range for MRI); NIfTI files carry the
+training data's affine (identity only when the data had none, and then the caller is told).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .data.units import reference_affine, to_physical
+from .io import checkpoint as ckpt
+from .io.files import atomic_write_all, output_folder
+from .io.volumes import write_nifti
+from .nets import Generator
+from .ops.check import check_device
+from .viz.grid import sample_grid, save_png, tile
+
+FORMATS = ("png", "nii.gz", "h5", "npy")
+
+
+def load_generator(path, device="cpu") -> Generator:
+    """The EMA generator of a checkpoint file, a run folder's newest valid checkpoint or a ``.safetensors``
+    export, in eval mode.
+
+    Loads with ``weights_only=True`` (never unpickles code). The returned module carries ``metadata`` (the
+    training data's), ``config`` (the resolved training config) and ``kimg``.
+    """
+    path = Path(path)
+    check_device(device)
+    state = ckpt.read_generator(path)
+    try:
+        G = Generator(**state["G_kwargs"])
+        G.load_state_dict(state["G_ema"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: checkpoint does not hold a compatible generator ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0]})") from None
+    G = G.to(device).eval().requires_grad_(False)
+    G.metadata = dict(state.get("data_metadata", {}))
+    G.config = state.get("config", {})
+    G.kimg = state.get("nimg", 0) / 1000
+    return G
+
+
+def save_safetensors(G: Generator, out, overwrite: bool = False) -> Path:
+    """Write the generator ``G`` (from ``load_generator``) as a safetensors file: its tensors, plus JSON text
+    metadata (constructor arguments, data metadata, training config, kimg) to rebuild it. The format holds
+    no code, so the file is safe to share and to load from anyone; ``load_generator`` reads it back."""
+    return ckpt.save_generator(G.state_dict(), G.init_kwargs, out, getattr(G, "metadata", {}),
+                               getattr(G, "config", {}), float(getattr(G, "kimg", 0.0)), overwrite)
+
+
+@torch.no_grad()
+def generate(G, seeds, truncation_psi=1.0, batch=8, noise_mode="const", c=None) -> torch.Tensor:
+    """One sample per seed (z drawn from ``torch.Generator().manual_seed(seed)``): ``[N, C, *S]`` in [-1, 1]."""
+    device = next(G.parameters()).device
+    out = []
+    for i in range(0, len(seeds), batch):
+        z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds[i:i + batch]])
+        labels = None if c is None else c[i:i + batch].to(device)
+        out.append(G(z.to(device), labels, truncation_psi=truncation_psi, noise_mode=noise_mode).float().cpu())
+    return torch.cat(out)
+
+
+def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=False) -> list:
+    """Write samples ``x`` ([N, C, *S] in [-1, 1]) in ``fmt`` to folder ``out``; returns (paths, notes)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")
+    out = Path(out)
+    meta, nd = G.metadata, x.ndim - 2
+    notes, paths = [], []
+    if fmt == "png":
+        targets = [out / "samples.png"]
+    elif fmt == "nii.gz":
+        if nd != 3:
+            raise ValueError(f"--format nii.gz: needs 3D samples, this generator makes {nd}D ones")
+        targets = [out / f"seed{s:05d}.nii.gz" for s in seeds]
+    else:
+        targets = [out / f"samples.{fmt}"]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
+    physical = to_physical(x, meta).numpy()
+    if fmt == "png":
+        writers = [lambda p: save_png(sample_grid(x), p)]
+    elif fmt == "npy":
+        writers = [lambda p: np.save(p, physical)]
+    elif fmt == "h5":
+        import h5py
+
+        def write(p):
+            # Built in memory, then written by Python: h5py can crash the interpreter when a disk write fails.
+            buffer = io.BytesIO()
+            with h5py.File(buffer, "w") as h5:
+                ds = h5.create_dataset("data", data=physical, compression="gzip", compression_opts=1)
+                ds.attrs["seeds"] = np.array(seeds)
+                ds.attrs["truncation_psi"] = float(truncation_psi)
+                ds.attrs["checkpoint_kimg"] = float(G.kimg)
+                ds.attrs["config"] = yaml.safe_dump(G.config)
+                for key in ("channel_names", "units", "spacing", "value_range", "channel_value_ranges", "affine"):
+                    if meta.get(key) is not None:
+                        ds.attrs[key] = meta[key]
+            Path(p).write_bytes(buffer.getvalue())
+
+        writers = [write]
+    else:
+        affine, note = reference_affine(meta, nd)
+        if note:
+            notes.append(note)
+
+        def nifti(sample):  # the image is made when written: one volume's copy at a time
+            return lambda p: write_nifti(p, sample, affine)
+
+        writers = [nifti(sample) for sample in physical]
+    with output_folder(out):  # made only now, and removed again if nothing could be written into it
+        atomic_write_all(list(zip(targets, writers)))  # every file, or none of them
+    paths += targets
+    return paths, notes
+
+
+def _ws(G, seeds, truncation_psi):
+    device = next(G.parameters()).device
+    z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
+    return G.mapping(z, None, truncation_psi=truncation_psi)
+
+
+def _panel(sample: torch.Tensor) -> np.ndarray:
+    """One sample [C, *S] as an RGB picture (a 2D image, or the mid-slices of every channel in 3D)."""
+    pic = sample_grid(sample[None])
+    return np.repeat(pic[..., None], 3, axis=2) if pic.ndim == 2 else pic
+
+
+@torch.no_grad()
+def style_mixing_grid(G, row_seeds, col_seeds, layers=None, truncation_psi=1.0) -> np.ndarray:
+    """StyleGAN2's style-mixing figure: the top row are the column seeds' samples, the left column the row
+    seeds'; cell (r, c) takes the ws ``layers`` (default: the coarse first half) from column c and the rest
+    from row r."""
+    layers = list(range(G.num_ws // 2)) if layers is None else list(layers)
+    if not layers or min(layers) < 0 or max(layers) >= G.num_ws:
+        raise ValueError(f"--mix-layers: expected indices in 0..{G.num_ws - 1}, got {layers}")
+    rows, cols = _ws(G, row_seeds, truncation_psi), _ws(G, col_seeds, truncation_psi)
+    render = lambda ws: [_panel(x) for x in G.synthesis(ws, noise_mode="const").float().cpu()]  # noqa: E731
+    top, left = render(cols), render(rows)
+    panels = [np.full_like(top[0], 255)] + top
+    for r in range(len(row_seeds)):
+        mixed = rows[r: r + 1].repeat(len(col_seeds), 1, 1)
+        mixed[:, layers] = cols[:, layers]
+        panels += [left[r]] + render(mixed)
+    return tile(panels, len(col_seeds) + 1)
+
+
+@torch.no_grad()
+def interpolation_frames(G, seed_a, seed_b, frames=16, truncation_psi=1.0) -> list:
+    """Pictures along the straight line in w from ``seed_a``'s latent to ``seed_b``'s."""
+    if frames < 2:
+        raise ValueError(f"--frames: expected at least 2, got {frames}")
+    ws = _ws(G, [seed_a, seed_b], truncation_psi)
+    t = torch.linspace(0, 1, frames, device=ws.device).reshape(-1, 1, 1)
+    path = ws[0:1].lerp(ws[1:2], t)  # [frames, num_ws, w_dim]
+    return [_panel(x) for x in G.synthesis(path, noise_mode="const").float().cpu()]
