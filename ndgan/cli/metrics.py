@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
 from .. import cli
-from ..io.files import append_line, errors_name
+from ..io.files import append_line, atomic_write
 from ..metrics.settings import METRICS, check_names, json_safe
 
 
@@ -125,13 +124,7 @@ def format_results(results: dict, info: dict) -> str:
 
 
 def write_json(path: Path, record: dict) -> None:
-    """Write ``record`` to a new file ``path``: through a temporary file (never a half-written result), linked
-    into place only if nothing has appeared there meanwhile."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with errors_name(path, tmp):
-            tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.link(tmp, path)  # FileExistsError rather than replacing a result written meanwhile
-    finally:
-        tmp.unlink(missing_ok=True)
-
+    """Write ``record`` to a new file ``path``: never half-written, and linked into place only if nothing has
+    appeared there meanwhile (FileExistsError rather than replacing a result written meanwhile)."""
+    text = json.dumps(record, indent=2) + "\n"
+    atomic_write(path, lambda p: Path(p).write_text(text), replace=False)

@@ -20,19 +20,21 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
 
 
-def atomic_write(path, write, sync: bool = False) -> Path:
+def atomic_write(path, write, sync: bool = False, replace: bool = True) -> Path:
     """Call ``write(tmp)`` with a temporary path next to ``path``, then rename it to ``path``.
 
     The temporary file is removed if ``write`` fails. ``sync`` flushes the file to disk before the rename, so
     that after a power cut ``path`` holds either the old or the new contents (checkpoints). A failed write
-    (a full disk) raises an OSError naming ``path``.
+    (a full disk) raises an OSError naming ``path``. ``replace=False`` links the file into place instead: a
+    FileExistsError if something appeared at ``path`` meanwhile, never a replaced result.
     """
-    return atomic_write_all([(path, write)], sync)[0]
+    return atomic_write_all([(path, write)], sync, replace)[0]
 
 
-def atomic_write_all(items, sync: bool = False) -> list[Path]:
+def atomic_write_all(items, sync: bool = False, replace: bool = True) -> list[Path]:
     """``atomic_write`` for a set of files ``[(path, write), ...]``: all are written under temporary names
-    first and renamed only when every one succeeded, so a failure leaves none of them."""
+    first and renamed (``replace=False``: linked) only when every one succeeded, so a failure leaves none of
+    them."""
     items = [(Path(path), write) for path, write in items]
     if len({path for path, _ in items}) < len(items):
         raise ValueError(f"the same file twice in one write: {[str(path) for path, _ in items]}")
@@ -48,7 +50,7 @@ def atomic_write_all(items, sync: bool = False) -> list[Path]:
                         os.fsync(f.fileno())
         for (path, _), tmp in zip(items, temporaries):
             with errors_name(path, tmp):
-                os.replace(tmp, path)
+                os.replace(tmp, path) if replace else os.link(tmp, path)
     finally:
         for tmp in temporaries:
             if tmp.exists():

@@ -6,7 +6,7 @@ import torch
 from ndgan import losses
 from ndgan.io import checkpoint as ckpt
 from ndgan.train.config import ConfigError, from_dict, load_config, to_dict
-from ndgan.train.loop import lazy_adam, mixed_ws
+from ndgan.train.step import lazy_adam, mixed_ws
 
 
 def test_config_defaults_overrides_and_round_trip():

@@ -1,8 +1,8 @@
-"""The kill test (tests/kill_resume.py) as a slow test: ``python -m pytest -m slow``."""
+"""The kill test (tools/kill_resume.py) as a slow test: ``python -m pytest -m slow``."""
 
 import pytest
 
-from tests.kill_resume import kill_test
+from tools.kill_resume import kill_test
 
 
 @pytest.mark.slow

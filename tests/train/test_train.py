@@ -175,12 +175,12 @@ def test_every_augmentation_op_trains_with_r1_through_it(tmp_path, config, ops):
 
 def test_augmentation_none_sees_the_raw_batches(tmp_path, monkeypatch):
     """mode none: the pipeline is never called, and the logged p is 0."""
-    import ndgan.train.loop as loop
+    import ndgan.train.step as step_module
 
     def refuse(*args, **kwargs):
         raise AssertionError("augment() called with augment.mode=none")
 
-    monkeypatch.setattr(loop, "augment", refuse)
+    monkeypatch.setattr(step_module, "augment", refuse)
     out = run("configs/tiny2d.yaml", tmp_path / "off", "train.kimg=0.016", "train.snapshot_kimg=0.016",
               "augment.mode=none", "train.log_steps=1")
     stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
@@ -191,11 +191,11 @@ def test_augmentation_none_sees_the_raw_batches(tmp_path, monkeypatch):
 def test_everything_d_sees_is_augmented(tmp_path, monkeypatch, loss, per_step):
     """D main (reals, fakes), G main (fakes), the WGAN gradient penalty, and R1 at step 0 all pass through
     the pipeline."""
-    import ndgan.train.loop as loop
+    import ndgan.train.step as step_module
 
     calls = []
-    real_augment = loop.augment
-    monkeypatch.setattr(loop, "augment", lambda x, *a, **k: calls.append(x.shape[0]) or real_augment(x, *a, **k))
+    real_augment = step_module.augment
+    monkeypatch.setattr(step_module, "augment", lambda x, *a, **k: calls.append(x.shape[0]) or real_augment(x, *a, **k))
     run("configs/tiny2d.yaml", tmp_path / "n", "train.kimg=0.016", "train.snapshot_kimg=0.016",
         f"train.loss={loss}", "train.pl_weight=0", f"augment.mode={'ada' if loss == 'nonsaturating' else 'fixed'}")
     # (2 steps of batch 8; WGAN-GP takes a fixed p: ADA's controller is refused with a critic)
@@ -230,15 +230,15 @@ def test_a_signal_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
 def test_a_non_finite_step_rolls_back_with_a_lower_learning_rate(tmp_path, monkeypatch):
     """One NaN generator loss (step 5) poisons G; the next check rolls back to the step-4 checkpoint with half
     the learning rates, and the run finishes with finite weights."""
-    import ndgan.train.loop as loop
+    import ndgan.train.step as step_module
 
-    calls, real_loss = [], loop.losses.g_nonsaturating
+    calls, real_loss = [], step_module.losses.g_nonsaturating
 
     def flaky(logits):
         calls.append(1)
         return real_loss(logits) * (float("nan") if len(calls) == 5 else 1.0)
 
-    monkeypatch.setattr(loop.losses, "g_nonsaturating", flaky)
+    monkeypatch.setattr(step_module.losses, "g_nonsaturating", flaky)
     out = run("configs/tiny2d.yaml", tmp_path / "nan", "train.kimg=0.064", "train.snapshot_kimg=0.032",
               "train.log_steps=1", "train.keep_checkpoints=5")
     lines = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
@@ -252,15 +252,15 @@ def test_a_non_finite_step_rolls_back_with_a_lower_learning_rate(tmp_path, monke
 
 
 def test_a_run_that_keeps_diverging_stops_with_one_line(tmp_path, monkeypatch, capsys):
-    import ndgan.train.loop as loop
+    import ndgan.train.step as step_module
 
-    calls, real_loss = [], loop.losses.g_nonsaturating
+    calls, real_loss = [], step_module.losses.g_nonsaturating
 
     def broken(logits):  # finite for 4 steps, then NaN forever
         calls.append(1)
         return real_loss(logits) * (float("nan") if len(calls) > 4 else 1.0)
 
-    monkeypatch.setattr(loop.losses, "g_nonsaturating", broken)
+    monkeypatch.setattr(step_module.losses, "g_nonsaturating", broken)
     code = cli(["configs/tiny2d.yaml", "train.kimg=0.064", "train.snapshot_kimg=0.032", "train.log_steps=1",
                 "train.max_rollbacks=2", "--out", str(tmp_path / "div")])
     err = capsys.readouterr().err
@@ -303,7 +303,7 @@ def test_a_second_trainer_in_the_same_folder_is_refused(tmp_path, capsys):
 
 
 def test_the_lock_is_not_inherited_by_forked_workers(tmp_path):
-    from ndgan.train.loop import lock_run_folder
+    from ndgan.train.run_folder import lock_run_folder
 
     lock = lock_run_folder(tmp_path)
     r, w = os.pipe()
@@ -329,12 +329,12 @@ def test_overrides_may_follow_the_flags(tmp_path):
 
 
 def test_a_failed_start_releases_the_run_folder_lock(tmp_path, monkeypatch):
-    import ndgan.train.loop as loop
+    import ndgan.train.run_folder as run_folder
 
     def broken(run_dir):
         raise OSError(28, "No space left on device", str(run_dir / "tensorboard"))
 
-    monkeypatch.setattr(loop, "_tensorboard", broken)  # fails after the lock is taken
+    monkeypatch.setattr(run_folder, "_tensorboard", broken)  # fails after the lock is taken
     with pytest.raises(OSError, match="No space left") as failed:  # kept, as a notebook keeps its last traceback
         run("configs/tiny2d.yaml", tmp_path / "r", "train.kimg=0.008")
     monkeypatch.undo()

@@ -1,6 +1,6 @@
 """Kill test: SIGKILL a training run at random moments, resume it each time, and check that nothing was lost.
 
-    python tests/kill_resume.py [--config configs/tiny2d.yaml] [--kills 8] [--seed 0] [--work DIR] [KEY=VALUE ...]
+    python tools/kill_resume.py [--config configs/tiny2d.yaml] [--kills 8] [--seed 0] [--work DIR] [KEY=VALUE ...]
 
 First an uninterrupted run of the config (with the overrides) goes to WORK/reference and is timed. Then the same
 run goes to WORK/killed with ``--resume auto``, and each attempt is killed with SIGKILL after a random delay drawn
@@ -127,7 +127,7 @@ def kill_test(config, overrides=(), kills=8, seed=0, work=None, echo=print) -> t
                 failures.append(f"attempt {attempt} exited with {code}; see {work / f'attempt-{attempt}.log'}")
             break
         reached = max(_logged(run), default=0)
-        torn = [p.name for p in run.iterdir() if p.name.startswith(".tmp-")]  # the kill interrupted a write
+        torn = [p.name for p in run.iterdir() if p.name.startswith(".tmp-")] if run.is_dir() else []  # mid-write?
         in_writes += bool(torn)
         for path in ckpt.list_checkpoints(run):
             try:
