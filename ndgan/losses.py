@@ -60,10 +60,12 @@ def path_length_penalty(lengths, pl_mean, decay):
 
 
 def wgan_d(real_logits, fake_logits):
+    """The WGAN critic's loss: E[D(fake)] - E[D(real)] (Arjovsky et al. 2017), in full precision."""
     return _full(fake_logits).mean() - _full(real_logits).mean()
 
 
 def wgan_g(fake_logits):
+    """The WGAN generator's loss: -E[D(fake)]."""
     return -_full(fake_logits).mean()
 
 

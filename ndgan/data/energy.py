@@ -87,6 +87,7 @@ def generate(n: int, size: int = 32, seed: int = 0, batch: int = 256):
 
 
 def check_args(n: int, size: int) -> None:
+    """Refuse a sample count or grid size the generator cannot make (one line naming the argument)."""
     if not isinstance(size, int) or size < LATTICE_SITES or size % LATTICE_SITES:
         raise ValueError(f"size: expected a multiple of {LATTICE_SITES} (framework sites per cell edge), got {size}")
     if not isinstance(n, int) or n < 1:

@@ -17,6 +17,7 @@ class TooLarge(ValueError):
 
 
 def gib(nbytes: float) -> str:
+    """``nbytes`` for a message: GiB from half a GiB on, MiB below."""
     return f"{nbytes / 2**30:,.1f} GiB" if nbytes >= 2**29 else f"{nbytes / 2**20:,.0f} MiB"
 
 

@@ -26,6 +26,9 @@ import torch
 from .files import atomic_write, program_archive
 
 FORMAT_VERSION = 1
+#: Every key of a training checkpoint (the layout above); ``train.state.TrainingState.checkpoint`` writes them.
+CHECKPOINT_KEYS = ("G", "D", "G_ema", "G_kwargs", "D_kwargs", "G_opt", "D_opt", "scalers", "config", "data_metadata",
+                   "step", "nimg", "pl_mean", "rng", "augment", "lr_scale", "format_version")
 #: What a checkpoint needs to resume training.
 TRAINING_KEYS = ("G", "D", "G_ema", "G_opt", "D_opt", "config", "step", "nimg", "pl_mean", "rng")
 #: What a generator file (a checkpoint or an export) gives ``read_generator``.
@@ -35,6 +38,7 @@ _NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
 
 
 def checkpoint_name(nimg: int) -> str:
+    """The file name of the checkpoint at ``nimg`` images (zero-padded, so names sort by progress)."""
     return f"checkpoint-{nimg:09d}.pt"
 
 

@@ -160,9 +160,9 @@ def _add_noise(x, noise):
 def choose_fused(x) -> bool:
     """Whether the fused modulated convolution is the faster path for ``x``.
 
-    On CPU the unfused path wins everywhere measured (training steps 1.08-1.37x, generation 1.02-1.64x, 2D and 3D,
-    float32 and bfloat16; benchmarks/RESULTS.md). Elsewhere the choice follows StyleGAN2-ADA: fused for float32
-    inference, unfused for training (with gradients) and reduced precision.
+    On CPU the unfused path wins everywhere measured (training steps and generation, 2D and 3D, float32 and
+    bfloat16; the figures are in benchmarks/RESULTS.md). Elsewhere the choice follows StyleGAN2-ADA: fused for
+    float32 inference, unfused for training (with gradients) and reduced precision.
     """
     kind = x.device.type
     autocast = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)

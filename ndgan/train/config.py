@@ -473,4 +473,5 @@ def _plain(value):
 
 
 def from_dict(raw: dict) -> Config:
+    """A ``Config`` from plain nested data (a checkpoint's or ``to_dict``'s), checked as a YAML file is."""
     return validate(_build(Config, raw, ""))

@@ -96,6 +96,7 @@ def rank_zero_first():
 
 
 def cleanup():
+    """Destroy the process group, if one was started."""
     if dist.is_initialized():
         dist.destroy_process_group()
 

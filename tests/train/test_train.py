@@ -14,6 +14,7 @@ import torch
 import yaml
 from PIL import Image
 
+from ndgan.io import checkpoint as ckpt
 from ndgan.nets import Generator
 from ndgan.train import load_config, train
 from ndgan.train.config import ConfigError
@@ -430,3 +431,13 @@ def test_missing_held_out_reals_fail_before_step_0(tmp_path):
         run("configs/tiny2d.yaml", tmp_path / "run", "data.source=hdf5", f"data.path={tmp_path / 'train.h5'}",
             "data.options={}", "train.metrics=[hist]", f"metrics.real_path={tmp_path / 'nowhere.h5'}")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_written_checkpoint_holds_exactly_the_documented_layout(tmp_path):
+    """The layout is defined once (ndgan.io.checkpoint.CHECKPOINT_KEYS); what training writes is that, no more,
+    no less, and a generator file reads back from it."""
+    out = run("configs/tiny2d.yaml", tmp_path / "layout", "train.kimg=0.008", "train.snapshot_kimg=0.008")
+    (path,) = out.glob("checkpoint-*.pt")
+    state = ckpt.load(path)
+    assert set(state) == set(ckpt.CHECKPOINT_KEYS)
+    assert set(ckpt.read_generator(path)) == set(ckpt.GENERATOR_KEYS)
