@@ -26,15 +26,17 @@ from .viz.grid import sample_grid, save_png, tile
 FORMATS = ("png", "nii.gz", "h5", "npy")
 
 
-def load_generator(path, device="cpu") -> Generator:
-    """The EMA generator of a checkpoint file, a run folder's newest valid checkpoint or a ``.safetensors``
-    export, in eval mode.
+def load_generator(path, device="cpu", full_precision: bool | None = None) -> Generator:
+    """The EMA generator of a checkpoint file, a run folder's newest valid checkpoint, a ``.safetensors``
+    export or an NVIDIA StyleGAN2-ADA pickle (read as data, ``ndgan.io.nvlabs``), in eval mode.
 
     Loads with ``weights_only=True`` (never unpickles code). The returned module carries ``metadata`` (the
-    training data's), ``config`` (the resolved training config) and ``kimg``.
+    training data's), ``config`` (the resolved training config) and ``kimg``. ``full_precision`` runs the
+    blocks a model trained in float16 (``num_fp16_res``) in float32 instead; default: on CPU, where float16
+    is slow and inexact (NVIDIA's ``force_fp32``). ``init_kwargs`` keep the model's own setting.
     """
     path = Path(path)
-    check_device(device)
+    device = check_device(device)
     state = ckpt.read_generator(path)
     try:
         G = Generator(**state["G_kwargs"])
@@ -43,6 +45,10 @@ def load_generator(path, device="cpu") -> Generator:
         raise ValueError(f"{path}: checkpoint does not hold a compatible generator ({type(e).__name__}: "
                          f"{str(e).splitlines()[0]})") from None
     G = G.to(device).eval().requires_grad_(False)
+    if device.type == "cpu" if full_precision is None else full_precision:
+        for block in G.synthesis.blocks:
+            if block.dtype == torch.float16:
+                block.dtype = None  # full precision follows the parameters
     G.metadata = dict(state.get("data_metadata", {}))
     G.config = state.get("config", {})
     G.kimg = state.get("nimg", 0) / 1000
@@ -57,27 +63,51 @@ def save_safetensors(G: Generator, out, overwrite: bool = False) -> Path:
                                getattr(G, "config", {}), float(getattr(G, "kimg", 0.0)), overwrite)
 
 
+SEED_RNGS = ("torch", "nvlabs")
+
+
+def latents(G, seeds, seed_rng: str = "torch") -> torch.Tensor:
+    """One z per seed, ``[N, z_dim]``: ``torch`` draws it from ``torch.Generator().manual_seed(seed)``,
+    ``nvlabs`` as NVIDIA's generate.py does (``np.random.RandomState(seed).randn(1, z_dim)``), so that a
+    StyleGAN2-ADA model imported from its pickle gives the same picture for the same seed."""
+    if seed_rng == "torch":
+        return torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    if seed_rng == "nvlabs":
+        big = [s for s in seeds if not 0 <= s < 2**32]
+        if big:
+            raise ValueError(f"--seeds: {big[0]} is not below 2**32, the largest seed NumPy's RandomState takes "
+                             f"(--seed-rng nvlabs)")
+        return torch.from_numpy(np.concatenate([np.random.RandomState(s).randn(1, G.z_dim) for s in seeds])).float()
+    raise ValueError(f"--seed-rng: expected one of {SEED_RNGS}, got {seed_rng!r}")
+
+
 @torch.no_grad()
-def generate(G, seeds, truncation_psi=1.0, batch=8, noise_mode="const", c=None) -> torch.Tensor:
-    """One sample per seed (z drawn from ``torch.Generator().manual_seed(seed)``): ``[N, C, *S]`` in [-1, 1]."""
+def generate(G, seeds, truncation_psi=1.0, batch=8, noise_mode="const", c=None, seed_rng="torch") -> torch.Tensor:
+    """One sample per seed (z from ``latents(G, seeds, seed_rng)``), labels ``c`` ``[N, c_dim]`` for a
+    conditional generator: ``[N, C, *S]`` in [-1, 1]."""
     device = next(G.parameters()).device
-    out = []
+    z_all, out = latents(G, seeds, seed_rng), []
     for i in range(0, len(seeds), batch):
-        z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds[i:i + batch]])
         labels = None if c is None else c[i:i + batch].to(device)
-        out.append(G(z.to(device), labels, truncation_psi=truncation_psi, noise_mode=noise_mode).float().cpu())
+        out.append(G(z_all[i:i + batch].to(device), labels, truncation_psi=truncation_psi,
+                     noise_mode=noise_mode).float().cpu())
     return torch.cat(out)
 
 
-def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=False) -> list:
-    """Write samples ``x`` ([N, C, *S] in [-1, 1]) in ``fmt`` to folder ``out``; returns (paths, notes)."""
+def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=False,
+                  per_seed: bool = False) -> list:
+    """Write samples ``x`` ([N, C, *S] in [-1, 1]) in ``fmt`` to folder ``out``; returns (paths, notes).
+    ``per_seed`` (PNG): one picture per sample, ``seed0042.png``, at the sample's own size (a 2D image as
+    it is, a volume as its mid-slices), instead of one grid."""
     if fmt not in FORMATS:
         raise ValueError(f"--format: expected one of {FORMATS}, got {fmt!r}")
     out = Path(out)
     meta, nd = G.metadata, x.ndim - 2
     notes, paths = [], []
+    if per_seed and fmt != "png":
+        raise ValueError(f"--per-seed: writes one PNG per seed; use it with --format png, not {fmt}")
     if fmt == "png":
-        targets = [out / "samples.png"]
+        targets = [out / f"seed{s:04d}.png" for s in seeds] if per_seed else [out / "samples.png"]
     elif fmt == "nii.gz":
         if nd != 3:
             raise ValueError(f"--format nii.gz: needs 3D samples, this generator makes {nd}D ones")
@@ -89,7 +119,10 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
         raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
     physical = to_physical(x, meta).numpy()
     if fmt == "png":
-        writers = [lambda p: save_png(sample_grid(x), p)]
+        def picture(sample):
+            return lambda p: save_png(sample_grid(sample[None], min_side=1), p)
+
+        writers = [picture(sample) for sample in x] if per_seed else [lambda p: save_png(sample_grid(x), p)]
     elif fmt == "npy":
         writers = [lambda p: np.save(p, physical)]
     elif fmt == "h5":
@@ -126,8 +159,7 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
 
 
 def _ws(G, seeds, truncation_psi):
-    device = next(G.parameters()).device
-    z = torch.stack([torch.randn(G.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
+    z = latents(G, seeds).to(next(G.parameters()).device)
     return G.mapping(z, None, truncation_psi=truncation_psi)
 
 

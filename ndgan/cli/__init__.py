@@ -17,7 +17,7 @@ import warnings
 COMMANDS = {
     "train": "ndgan.train", "generate": "ndgan.generate", "export": "ndgan.export", "render": "ndgan.render",
     "project": "ndgan.project", "metrics": "ndgan.metrics", "bench": "ndgan.bench", "convert": "ndgan.data.convert",
-    "energy": "ndgan.data.energy", "digits": "ndgan.metrics.digits",
+    "energy": "ndgan.data.energy", "digits": "ndgan.metrics.digits", "import_nvlabs": "ndgan.import_nvlabs",
 }
 
 USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)  # the last: a run that diverged

@@ -1,10 +1,12 @@
 """python -m ndgan.generate RUN_OR_CKPT --out DIR [--n 16 | --seeds 0-15] [--truncation 0.7]
-                             [--format png|nii.gz|h5|npy] [--batch 8] [--device cpu] [--overwrite]
+                             [--format png|nii.gz|h5|npy] [--per-seed] [--seed-rng torch|nvlabs]
+                             [--class K | --labels FILE] [--batch 8] [--device cpu] [--overwrite]
 
-Samples from the EMA generator of a checkpoint (or a run folder's newest valid one), in the training data's
-physical units: NIfTI per sample with the data's affine (channels as the 4th axis), one HDF5 dataset
-[N, C, *S] with attributes (seeds, truncation, channel names, units, spacing, checkpoint kimg, config), one
-NumPy array, or a PNG grid (2D images, 3D mid-slices per channel). Errors: one line, exit code 2.
+Samples from the EMA generator of a checkpoint (or a run folder's newest valid one, a safetensors export or
+an NVIDIA StyleGAN2-ADA pickle), in the training data's physical units: NIfTI per sample with the data's
+affine (channels as the 4th axis), one HDF5 dataset [N, C, *S] with attributes (seeds, truncation, channel
+names, units, spacing, checkpoint kimg, config), one NumPy array, or a PNG grid (2D images, 3D mid-slices
+per channel; --per-seed: seed0042.png each). Errors: one line, exit code 2.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import torch
 from .. import cli
 from ..io.budget import check_fits
 from ..io.files import atomic_write_all, output_folder
-from ..sampling import FORMATS, generate, interpolation_frames, load_generator, style_mixing_grid, write_samples
+from ..sampling import (FORMATS, SEED_RNGS, generate, interpolation_frames, load_generator, style_mixing_grid,
+                        write_samples)
 
 MAX_SEEDS = 1_000_000  # samples per call: a range is counted before it is expanded
 
@@ -53,6 +56,12 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", help="seeds, e.g. 0-15 or 3,7,11")
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (1: none)")
     p.add_argument("--format", default="png", choices=FORMATS)
+    p.add_argument("--per-seed", action="store_true", help="PNG: one picture per seed (seed0042.png), not a grid")
+    p.add_argument("--seed-rng", default="torch", choices=SEED_RNGS,
+                   help="how a seed becomes z: torch (ndgan's), or nvlabs (NVIDIA generate.py's NumPy draw)")
+    p.add_argument("--class", dest="class_index", type=int, metavar="K", help="conditional models: class K for all")
+    p.add_argument("--labels", metavar="FILE", help="conditional models: one label vector per seed (.npy or text, "
+                   "[N, c_dim])")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--style-mixing", metavar="COL_SEEDS", help="write style_mixing.png: --seeds are the rows, "
@@ -81,23 +90,58 @@ def _run(args) -> int:
     if repeated:
         raise ValueError(f"--seeds: {repeated[0]} is given more than once; a seed always gives the same sample")
     G = load_generator(args.source, args.device)
-    if G.c_dim:
-        raise ValueError("this generator is conditional; class-conditional sampling from the CLI is not "
-                         "supported yet (use ndgan.sampling.generate with labels c)")
+    c = labels(G, args.class_index, args.labels, len(seeds))
     if args.style_mixing or args.interpolate:
+        if G.c_dim:
+            raise ValueError("--style-mixing / --interpolate: this generator is conditional; the figures are made "
+                             "for unconditional ones")
         return _figures(G, args, seeds)
     check_fits(2 * len(seeds) * G.channels * math.prod(G.shape) * 4, f"{'--seeds' if args.seeds else '--n'}: "
                f"{len(seeds)} samples of {[G.channels, *G.shape]}", "generate fewer per call")
-    x = generate(G, seeds, args.truncation, args.batch)
+    x = generate(G, seeds, args.truncation, args.batch, c=c, seed_rng=args.seed_rng)
     if not torch.isfinite(x).all():  # e.g. weights that overflow: never written as if they were samples
         raise ValueError(f"{args.source}: the generator made non-finite samples (NaN or Inf) with these seeds; "
                          f"nothing was written; its weights are broken: use an earlier checkpoint")
-    paths, notes = write_samples(x, G, seeds, args.out, args.format, args.truncation, args.overwrite)
+    paths, notes = write_samples(x, G, seeds, args.out, args.format, args.truncation, args.overwrite, args.per_seed)
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {len(seeds)} samples ({args.format}) from {args.source} ({G.kimg:g} kimg) to "
           f"{paths[0] if len(paths) == 1 else args.out}")
     return 0
+
+
+def labels(G, class_index, path, n: int):
+    """The ``[n, c_dim]`` labels of ``--class K`` (one-hot) or ``--labels FILE``; None for an unconditional
+    generator (which refuses both)."""
+    if not G.c_dim:
+        if class_index is not None or path:
+            raise ValueError(f"--{'class' if class_index is not None else 'labels'}: this generator is unconditional "
+                             f"(c_dim 0); drop the flag")
+        return None
+    if class_index is not None and path:
+        raise ValueError("--class and --labels: give one of them")
+    if class_index is not None:
+        if not 0 <= class_index < G.c_dim:
+            raise ValueError(f"--class: {class_index} is not a class of this generator; expected 0 to {G.c_dim - 1}")
+        return torch.nn.functional.one_hot(torch.full([n], class_index), G.c_dim).float()
+    if not path:
+        raise ValueError(f"this generator is conditional (c_dim {G.c_dim}); pass --class K (0 to {G.c_dim - 1}) or "
+                         f"--labels FILE with one label vector per seed")
+    import numpy as np
+
+    from ..io.files import load_npy
+
+    try:
+        values = load_npy(path) if str(path).endswith(".npy") else np.loadtxt(path, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"--labels {path}: not a table of numbers ({str(e).splitlines()[0][:80]})") from None
+    values = np.asarray(values, dtype=np.float32).reshape(len(values), -1) if np.ndim(values) else values
+    if np.ndim(values) != 2 or values.shape != (n, G.c_dim):
+        raise ValueError(f"--labels {path}: holds shape {np.shape(values)}, expected [{n}, {G.c_dim}] (one label "
+                         f"vector of c_dim {G.c_dim} per seed)")
+    if not np.isfinite(values).all():
+        raise ValueError(f"--labels {path}: holds NaN or Inf")
+    return torch.from_numpy(values)
 
 
 def _figures(G, args, seeds) -> int:

@@ -87,6 +87,9 @@ def load(path, map_location="cpu") -> dict:
     if path.suffix == ".safetensors":
         raise ValueError(f"{path}: a generator export (safetensors), not a training checkpoint; use a "
                          f"checkpoint-*.pt here")
+    if path.suffix.lower() == ".pkl":
+        raise ValueError(f"{path}: an NVIDIA network pickle holds no training state to resume; start a run from "
+                         f"its weights with --init {path.name} (or convert it: python -m ndgan.import_nvlabs)")
     state = load_plain(path, "a loadable ndgan checkpoint", map_location)
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not an ndgan checkpoint (holds a {type(state).__name__}, not a dict)")
@@ -227,8 +230,13 @@ def check_training_state(state: dict, where) -> None:
 
 
 def read_training(path) -> dict:
-    """The state of a checkpoint file, or of a run folder's newest valid checkpoint."""
+    """The state of a checkpoint file, of a run folder's newest valid checkpoint, or of an NVIDIA
+    StyleGAN2-ADA pickle (read as data, ``ndgan.io.nvlabs``; no optimiser state)."""
     path = Path(path)
+    if path.suffix.lower() == ".pkl" and path.is_file():
+        from .nvlabs import read_checkpoint
+
+        return read_checkpoint(path)
     if path.is_dir():
         found, state = latest_valid(path)
         if found is None:
@@ -241,7 +249,7 @@ def read_training(path) -> dict:
 
 def read_generator(path) -> dict:
     """The parts of a generator file that rebuild it (``GENERATOR_KEYS``): a checkpoint, a run folder's newest
-    valid checkpoint, or a ``.safetensors`` export."""
+    valid checkpoint, a ``.safetensors`` export or an NVIDIA StyleGAN2-ADA pickle."""
     path = Path(path)
     if path.suffix == ".safetensors" and path.is_file():
         return _read_safetensors(path)
