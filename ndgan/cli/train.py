@@ -17,6 +17,8 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     p.add_argument("--out", help="run folder (default: runs/<config name>)")
     p.add_argument("--resume", help="'auto' (newest valid checkpoint in the run folder) or a checkpoint path")
+    p.add_argument("--init", metavar="MODEL", help="start a new run from a model's weights: an ndgan checkpoint or "
+                   "run folder, a StyleGAN2-ADA .pkl or a .safetensors export (counters, optimisers, ADA fresh)")
     p.add_argument("--overwrite", action="store_true", help="train into a non-empty --out that is not an ndgan "
                                                              "run folder (its config.yaml is replaced)")
     cli.add_debug_flag(p)
@@ -29,7 +31,7 @@ def _run(args) -> int:
     from ..train.loop import train
 
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
-    train(cfg, out, args.resume, overwrite=args.overwrite)
+    train(cfg, out, args.resume, overwrite=args.overwrite, init=args.init)
     print(f"done: {out}")
     return 0
 

@@ -70,6 +70,8 @@ class DConfig:
 class TrainConfig:
     kimg: float = 25000.0  # training length in thousands of real samples shown to D
     batch: int = 32  # global batch, split across ranks
+    batch_gpu: int | None = None  # per-process micro-batch: gradients summed over batch/world/batch_gpu of them
+    freeze_d: int = 0  # FreezeD: D's first K blocks, counted from the input, stay as loaded (fine-tuning)
     seed: int = 0
     g_lr: float = 0.0025
     d_lr: float = 0.0025
@@ -395,6 +397,9 @@ def validate(cfg: Config) -> Config:
                          f"{d.workers}"),
         (0 <= t.seed < 2**63, f"train.seed: expected an integer in [0, 2**63), got {t.seed}"),
         (t.grid_size >= 1, "train.grid_size: expected at least 1 sample"),
+        (t.batch_gpu is None or t.batch_gpu >= 1, f"train.batch_gpu: expected a positive micro-batch (or null: the "
+                                                   f"whole per-process batch), got {t.batch_gpu}"),
+        (t.freeze_d >= 0, f"train.freeze_d: expected a number of D blocks >= 0, got {t.freeze_d}"),
         (t.log_steps >= 1, "train.log_steps: expected at least 1"),
         (t.ema_kimg > 0, "train.ema_kimg: expected a positive half-life"),
         (0 <= t.style_mixing <= 1, "train.style_mixing: expected a probability in [0, 1]"),

@@ -30,9 +30,10 @@ from .state import TrainingState, check_training_fits, plain_metadata, resume_st
 from .step import TrainingStep
 
 
-def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False) -> Path:
+def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False, init=None) -> Path:
     """Train according to ``cfg`` into ``run_dir``; ``resume`` is None, 'auto' or a checkpoint path.
-    ``overwrite``: train into a non-empty folder that ndgan did not make (``check_own_folder``).
+    ``overwrite``: train into a non-empty folder that ndgan did not make (``check_own_folder``). ``init``:
+    start a new run from a model's weights (``TrainingState.init_from``), not its training state.
 
     A config built in code gets the same type and range checks as one read from YAML."""
     cfg = from_dict(to_dict(cfg))
@@ -44,13 +45,15 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False)
         check_writable(run_dir)  # the folder itself is made once everything has been checked: no partial runs
 
     # Resume, build: data and networks, each size checked before it is allocated.
-    state = resume_state(cfg, run_dir, resume, rank)
+    state = resume_state(cfg, run_dir, resume, rank, init)
     torch.manual_seed(t.seed * 1_000_003 + rank)
     check_training_fits(cfg, device)
     dataset, c_dim = open_training_data(cfg)
     s = TrainingState(cfg, c_dim, device)
     if state is not None:
         s.restore(state, rank)
+    elif init is not None:
+        s.init_from(init, announce=rank == 0)
     for net in (s.G, s.D, s.G_ema):
         distributed.broadcast_module(net)
     train_step = TrainingStep(s, cfg, world, device)
@@ -152,7 +155,14 @@ def _configure(cfg: Config, world: int, device) -> None:
     t, per_rank, group = cfg.train, cfg.train.batch // world, cfg.D.mbstd_group_size
     if t.batch % world:
         raise ConfigError(f"train.batch: {t.batch} is not divisible by the {world} processes")
-    if cfg.D.mbstd_num_channels and group and per_rank % min(group, per_rank):
+    micro = t.batch_gpu or per_rank
+    if per_rank % micro:
+        raise ConfigError(f"train.batch_gpu: {micro} does not divide the {per_rank} samples per process "
+                          f"(train.batch {t.batch} over {world} process(es)); use a divisor of {per_rank}")
+    if cfg.D.mbstd_num_channels and group and micro % min(group, micro):
+        if t.batch_gpu:
+            raise ConfigError(f"train.batch_gpu: {micro} is not a multiple of D.mbstd_group_size={group} (the groups "
+                              f"stay inside a micro-batch); use a multiple of {group}")
         raise ConfigError(f"train.batch: {t.batch} over {world} process(es) gives {per_rank} per process, which "
                           f"D.mbstd_group_size={group} does not divide; use a batch of {world} x a multiple of "
                           f"{min(group, per_rank)}")

@@ -57,6 +57,49 @@ class TrainingState:
         ckpt.prune(run_dir, self.cfg.train.keep_checkpoints)
         return path
 
+    def init_from(self, path, announce: bool = False) -> list:
+        """Start from a model's weights (``train --init``): an ndgan checkpoint or run folder, an NVIDIA
+        StyleGAN2-ADA pickle or a safetensors export (G only: G and G_ema start from it, D stays new). Counters,
+        optimisers, ADA's p and ``pl_mean`` stay fresh. Returns the names of the networks loaded. The config
+        must build networks of the model's shapes, or a one-line error names the first layer that differs."""
+        path = Path(path)
+        if path.suffix == ".safetensors":
+            parts = ckpt.read_generator(path)
+            nets, kwargs = {"G": parts["G_ema"], "G_ema": parts["G_ema"]}, parts["G_kwargs"]
+        else:
+            state = ckpt.read_training(path)
+            nets = {k: state[k] for k in ("G", "G_ema", "D") if k in state}
+            nets.setdefault("G", nets.get("G_ema"))
+            kwargs = state.get("G_kwargs") or {}
+        ours = self.G.init_kwargs
+        theirs = (kwargs.get("channels"), *kwargs.get("shape", ()))
+        if kwargs and theirs != (ours["channels"], *ours["shape"]):
+            raise ConfigError(f"--init {path}: the model makes samples of {list(theirs)}, the config "
+                              f"{[ours['channels'], *ours['shape']]}; fine-tuning at another resolution or channel "
+                              f"count is not supported (its layers would not fit): set data.shape and data.channels "
+                              f"to the model's")
+        if kwargs and kwargs.get("mapping_lr_multiplier", 0.01) != ours["mapping_lr_multiplier"]:
+            raise ConfigError(f"--init {path}: the model's mapping learning-rate multiplier is "
+                              f"{kwargs['mapping_lr_multiplier']}, the config's {ours['mapping_lr_multiplier']} (its "
+                              f"weights mean something else under another one); set G.mapping_lr_multiplier")
+        for name, weights in nets.items():
+            if weights is None:
+                continue
+            net = getattr(self, name)
+            expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+            got = {k: tuple(v.shape) for k, v in weights.items()}
+            for key in sorted(expected.keys() | got.keys()):
+                if expected.get(key) != got.get(key):
+                    section = "D" if name == "D" else "G"
+                    raise ConfigError(f"--init {path}: {name}.{key} is {got.get(key)} in the model and "
+                                      f"{expected.get(key)} in the config's network; set {section}.* (channel_base, "
+                                      f"channel_max, architecture, ...) to the model's")
+            net.load_state_dict(weights)
+        loaded = [name for name, weights in nets.items() if weights is not None]
+        if announce:
+            print(f"starting from the weights of {path} ({', '.join(loaded)}); counters, optimisers and ADA fresh")
+        return loaded
+
     def restore(self, state: dict, rank: int, lr_scale: float | None = None) -> None:
         """Everything from a checkpoint: the optimisers get the config's learning rates and betas (``train.*``
         may change on resume) times ``lr_scale`` (default: the checkpoint's; a rollback passes a lower one);
@@ -85,12 +128,15 @@ class TrainingState:
         self.pl_mean, self.step, self.nimg = state["pl_mean"].to(self.device), state["step"], state["nimg"]
 
 
-def resume_state(cfg: Config, run_dir: Path, resume, rank: int):
+def resume_state(cfg: Config, run_dir: Path, resume, rank: int, init=None):
     """The checkpoint state a run continues from (None: a fresh run). ``resume`` is None, ``'auto'`` (the
     newest valid checkpoint of ``run_dir``) or a path. Refused: a fresh run into a folder with checkpoints,
-    a resume that would overwrite newer ones, and a config whose networks or data differ from the
-    checkpoint's."""
+    a resume that would overwrite newer ones, a config whose networks or data differ from the checkpoint's,
+    and a resume together with ``init`` (a new run from a model's weights)."""
     t = cfg.train
+    if init is not None and resume:
+        raise ValueError("--init and --resume: --resume continues a run exactly, --init starts one from a model's "
+                         "weights; give one of them")
     state, existing = None, ckpt.list_checkpoints(run_dir)
     if resume == "auto":
         _, state = ckpt.latest_valid(run_dir)

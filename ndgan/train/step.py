@@ -8,6 +8,12 @@
 
 then the counters, ADA's p and the EMA of G. The main passes run under autocast (``train.precision``); R1
 and path length in full precision. Every optimiser step averages gradients over the ranks.
+
+``train.batch_gpu`` splits each process's batch into micro-batches whose gradients are summed (each loss
+weighted by its share of the batch) before one optimiser step, as StyleGAN2-ADA's ``--batch-gpu``: the
+minibatch-stddev groups stay inside a micro-batch, and path length runs on each micro-batch's share (its
+running mean updated after each, as StyleGAN2-ADA's rounds do). ``train.freeze_d`` keeps D's first blocks
+(from the input) as they are: they get no gradient and no optimiser step.
 """
 
 from __future__ import annotations
@@ -36,12 +42,17 @@ def set_lazy_hparams(opt, lr, betas, interval):
 
 
 def optimizer_step(opt, loss, params, world, scaler):
-    """Backward (scaled for float16), average gradients over ranks, step.
+    """Backward (scaled for float16), average gradients over ranks, step."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    finish_step(opt, params, world, scaler)
+
+
+def finish_step(opt, params, world, scaler):
+    """After the backward passes of every micro-batch: average gradients over ranks, unscale, step.
 
     The average comes before unscaling, so every rank sees the same inf/nan check and skips the same steps.
     """
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
     distributed.average_gradients(params, world)
     scaler.unscale_(opt)
     scaler.step(opt)
@@ -76,13 +87,26 @@ class TrainingStep:
         ops = aug.ops if aug.ops is not None else default_ops(cfg.data.shape, cfg.data.periodic)
         self.augment_kwargs = dict(ops=ops, periodic=cfg.data.periodic, flip_axes=aug.flip_axes)
         self.ada_interval = aug.interval
-        self.g_params, self.d_params = list(state.G.parameters()), list(state.D.parameters())
+        if t.freeze_d > len(state.D.blocks):
+            raise ValueError(f"train.freeze_d: {t.freeze_d}, but D has {len(state.D.blocks)} blocks before its "
+                             f"epilogue; use 0 to {len(state.D.blocks)}")
+        self.frozen = [p for block in state.D.blocks[:t.freeze_d] for p in block.parameters()]
+        frozen = {id(p) for p in self.frozen}
+        self.g_params = list(state.G.parameters())
+        self.d_params = [p for p in state.D.parameters() if id(p) not in frozen]
         # Compiled with static shapes (every batch has the same shape); R1 and path length stay uncompiled:
         # compiled graphs do not support double backward.
         self.synthesis = torch.compile(state.G.synthesis, dynamic=False) if t.compile else state.G.synthesis
         self.D_main = torch.compile(state.D, dynamic=False) if t.compile else state.D
         self.per_rank = t.batch // world
+        self.micro = t.batch_gpu or self.per_rank
         self.reset()
+
+    def _chunks(self, *tensors):
+        """(weight, chunks...) per micro-batch: the weight is its share of the batch (None passes through)."""
+        n = next(x.shape[0] for x in tensors if x is not None)
+        for i in range(0, n, self.micro):
+            yield (min(self.micro, n - i) / n, *[None if x is None else x[i: i + self.micro] for x in tensors])
 
     def reset(self) -> None:
         self.sums, self.counts = {}, {}
@@ -117,52 +141,72 @@ class TrainingStep:
         s, t = self.s, self.t
         z = torch.randn(self.per_rank, s.G.z_dim, device=self.device)
         s.D.requires_grad_(True)
-        with torch.no_grad(), self.autocast():
-            fakes = self.synthesis(mixed_ws(s.G, z, c, t.style_mixing))
-        with self.autocast():
-            real_logits, fake_logits = self.run_D(self.D_main, reals, c), self.run_D(self.D_main, fakes, c)
-            if t.loss == "nonsaturating":
-                d_loss = losses.d_logistic(real_logits, fake_logits)
-            else:
-                d_loss = losses.wgan_d(real_logits, fake_logits)
-        s.ada.observe(real_logits)
-        if t.loss == "wgan-gp":
-            d_loss = d_loss + t.gp_weight * losses.gradient_penalty(lambda x, c: self.run_D(s.D, x, c), reals, fakes,
-                                                                     c).mean()
-        optimizer_step(s.D_opt, d_loss, self.d_params, self.world, s.scalers["D"])
-        self._accumulate("loss/D", d_loss)
+        for p in self.frozen:
+            p.requires_grad_(False)
+        s.D_opt.zero_grad(set_to_none=True)
+        total = 0
+        for weight, x, cc, zc in self._chunks(reals, c, z):
+            with torch.no_grad(), self.autocast():
+                fakes = self.synthesis(mixed_ws(s.G, zc, cc, t.style_mixing))
+            with self.autocast():
+                real_logits, fake_logits = self.run_D(self.D_main, x, cc), self.run_D(self.D_main, fakes, cc)
+                if t.loss == "nonsaturating":
+                    d_loss = losses.d_logistic(real_logits, fake_logits)
+                else:
+                    d_loss = losses.wgan_d(real_logits, fake_logits)
+            s.ada.observe(real_logits)
+            if t.loss == "wgan-gp":
+                d_loss = d_loss + t.gp_weight * losses.gradient_penalty(lambda x, c: self.run_D(s.D, x, c), x, fakes,
+                                                                         cc).mean()
+            s.scalers["D"].scale(d_loss * weight).backward()
+            total = total + d_loss.detach() * weight
+        finish_step(s.D_opt, self.d_params, self.world, s.scalers["D"])
+        self._accumulate("loss/D", total)
 
     def r1(self, reals, c):
         s = self.s
-        reals_r1 = reals.detach().requires_grad_(True)
-        r1 = losses.r1_penalty(self.run_D(s.D, reals_r1, c), reals_r1)
-        optimizer_step(s.D_opt, r1.mean() * (self.t.r1_gamma / 2) * s.r1_interval, self.d_params, self.world,
-                       self.unscaled)
-        self._accumulate("loss/R1", r1.mean())
+        s.D_opt.zero_grad(set_to_none=True)
+        total = 0
+        for weight, x, cc in self._chunks(reals, c):
+            reals_r1 = x.detach().requires_grad_(True)
+            r1 = losses.r1_penalty(self.run_D(s.D, reals_r1, cc), reals_r1)
+            (r1.mean() * (self.t.r1_gamma / 2) * s.r1_interval * weight).backward()
+            total = total + r1.detach().mean() * weight
+        finish_step(s.D_opt, self.d_params, self.world, self.unscaled)
+        self._accumulate("loss/R1", total)
 
     def g_main(self, c):
         s, t = self.s, self.t
         s.D.requires_grad_(False)
         z = torch.randn(self.per_rank, s.G.z_dim, device=self.device)
-        with self.autocast():
-            fakes = self.synthesis(mixed_ws(s.G, z, c, t.style_mixing))
-            fake_logits = self.run_D(self.D_main, fakes, c)
-            g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
-        optimizer_step(s.G_opt, g_loss, self.g_params, self.world, s.scalers["G"])
-        self._accumulate("loss/G", g_loss)
+        s.G_opt.zero_grad(set_to_none=True)
+        total = 0
+        for weight, zc, cc in self._chunks(z, c):
+            with self.autocast():
+                fakes = self.synthesis(mixed_ws(s.G, zc, cc, t.style_mixing))
+                fake_logits = self.run_D(self.D_main, fakes, cc)
+                g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
+            s.scalers["G"].scale(g_loss * weight).backward()
+            total = total + g_loss.detach() * weight
+        finish_step(s.G_opt, self.g_params, self.world, s.scalers["G"])
+        self._accumulate("loss/G", total)
 
     def path_length(self, c):
         s, t = self.s, self.t
-        n_pl = max(self.per_rank // t.pl_batch_shrink, 1)
-        ws = mixed_ws(s.G, torch.randn(n_pl, s.G.z_dim, device=self.device), None if c is None else c[:n_pl],
-                      t.style_mixing)
-        images = s.G.synthesis(ws)
-        lengths = losses.path_lengths(images, ws, losses.path_length_noise(images))
-        penalty, pl_mean = losses.path_length_penalty(lengths, s.pl_mean, t.pl_decay)
-        s.pl_mean = pl_mean.detach()
-        optimizer_step(s.G_opt, penalty.mean() * t.pl_weight * s.pl_interval, self.g_params, self.world,
-                       self.unscaled)
-        self._accumulate("loss/PL", penalty.mean())
+        s.G_opt.zero_grad(set_to_none=True)
+        total, rounds = 0, self.per_rank // self.micro
+        for i in range(rounds):  # each micro-batch's share of the shrunken batch
+            n_pl = max(self.micro // t.pl_batch_shrink, 1)
+            cc = None if c is None else c[i * self.micro: i * self.micro + n_pl]
+            ws = mixed_ws(s.G, torch.randn(n_pl, s.G.z_dim, device=self.device), cc, t.style_mixing)
+            images = s.G.synthesis(ws)
+            lengths = losses.path_lengths(images, ws, losses.path_length_noise(images))
+            penalty, pl_mean = losses.path_length_penalty(lengths, s.pl_mean, t.pl_decay)
+            s.pl_mean = pl_mean.detach()
+            (penalty.mean() * t.pl_weight * s.pl_interval / rounds).backward()
+            total = total + penalty.detach().mean() / rounds
+        finish_step(s.G_opt, self.g_params, self.world, self.unscaled)
+        self._accumulate("loss/PL", total)
 
     def ema(self):
         """G_ema follows G with a half-life of ``ema_kimg`` (ramped up over the first images)."""
