@@ -71,6 +71,10 @@ def load_discriminator(path, device="cpu") -> Discriminator:
     try:
         D = Discriminator(**state["D_kwargs"]).to(device).eval().requires_grad_(False)
         D.load_state_dict(state["D"])
+        if torch.device(device).type == "cpu":  # float16 blocks in float32 on CPU, as load_generator does
+            for block in D.blocks:
+                if block.dtype == torch.float16:
+                    block.dtype = None
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: the checkpoint's D and D_kwargs do not fit together (another network's "
                          f"discriminator?) ({type(e).__name__}: {str(e).splitlines()[0][:120]}); use the "

@@ -96,6 +96,41 @@ def test_import_writes_a_checkpoint_that_generates_the_same_samples(tmp_path, ca
     assert "--init" in capsys.readouterr().err
 
 
+def test_labels_from_a_file_equal_the_class_flag(tmp_path, capsys):
+    pkl = str(FIXTURES / "skip-resnet-conditional.pkl")
+    np.save(tmp_path / "labels.npy", np.eye(3, dtype=np.float32)[[2, 2, 2]])
+    assert generate_cli([pkl, "--seeds", "0-2", "--class", "2", "--format", "npy", "--out", str(tmp_path / "a")]) == 0
+    assert generate_cli([pkl, "--seeds", "0-2", "--labels", str(tmp_path / "labels.npy"), "--format", "npy",
+                         "--out", str(tmp_path / "b")]) == 0
+    a, b = np.load(tmp_path / "a/samples.npy"), np.load(tmp_path / "b/samples.npy")
+    assert np.array_equal(a, b)
+    assert generate_cli([pkl, "--seeds", "0-2", "--class", "0", "--format", "npy", "--out", str(tmp_path / "c")]) == 0
+    assert not np.array_equal(np.load(tmp_path / "c/samples.npy"), a)  # the label matters
+    capsys.readouterr()
+    cases = [([pkl, "--seeds", "0-3", "--labels", str(tmp_path / "labels.npy")], "expected [4, 3]"),
+             ([pkl, "--class", "3"], "expected 0 to 2"),
+             ([pkl], "pass --class K"),
+             ([str(FIXTURES / "orig-orig.pkl"), "--class", "0"], "unconditional")]
+    for argv, words in cases:
+        assert generate_cli([*argv, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+
+
+def test_an_imported_model_exports_as_safetensors_and_projects(tmp_path, capsys):
+    from ndgan.cli.export import main as export_cli
+    from ndgan.cli.project import main as project_cli
+
+    pkl = FIXTURES / "orig-orig.pkl"
+    assert export_cli([str(pkl), "--out", str(tmp_path / "g.safetensors")]) == 0
+    for source, out in ((pkl, "a"), (tmp_path / "g.safetensors", "b")):
+        assert generate_cli([str(source), "--seeds", "0-1", "--format", "npy", "--out", str(tmp_path / out)]) == 0
+    assert np.array_equal(np.load(tmp_path / "a/samples.npy"), np.load(tmp_path / "b/samples.npy"))
+    assert generate_cli([str(pkl), "--seeds", "5", "--per-seed", "--out", str(tmp_path / "t")]) == 0
+    assert project_cli([str(pkl), str(tmp_path / "t/seed0005.png"), "--steps", "3", "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p/projected_w.npy").exists()  # with the pickle's D as the feature network
+
+
 # ---- pickles that must be refused, written in NVIDIA's format ----
 
 class _Persistent:
