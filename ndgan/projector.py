@@ -22,6 +22,7 @@ from .io import checkpoint as ckpt
 from .io.files import atomic_write_all, output_folder
 from .io.volumes import VOLUME_SUFFIXES, read_sample, write_nifti
 from .nets import Discriminator
+from .nets.common import float16_in_float32
 from .viz.grid import sample_grid, save_png
 
 RESULTS = ("projected_w.npy", "projected_noise.npz", "reconstruction.png", "reconstruction.npy", "report.json")
@@ -71,10 +72,8 @@ def load_discriminator(path, device="cpu") -> Discriminator:
     try:
         D = Discriminator(**state["D_kwargs"]).to(device).eval().requires_grad_(False)
         D.load_state_dict(state["D"])
-        if torch.device(device).type == "cpu":  # float16 blocks in float32 on CPU, as load_generator does
-            for block in D.blocks:
-                if block.dtype == torch.float16:
-                    block.dtype = None
+        if torch.device(device).type == "cpu":  # as load_generator does
+            float16_in_float32(D)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: the checkpoint's D and D_kwargs do not fit together (another network's "
                          f"discriminator?) ({type(e).__name__}: {str(e).splitlines()[0][:120]}); use the "

@@ -20,6 +20,7 @@ from .io import checkpoint as ckpt
 from .io.files import atomic_write_all, output_folder
 from .io.volumes import write_nifti
 from .nets import Generator
+from .nets.common import float16_in_float32
 from .ops.check import check_device
 from .viz.grid import sample_grid, save_png, tile
 
@@ -46,9 +47,7 @@ def load_generator(path, device="cpu", full_precision: bool | None = None) -> Ge
                          f"{str(e).splitlines()[0]})") from None
     G = G.to(device).eval().requires_grad_(False)
     if device.type == "cpu" if full_precision is None else full_precision:
-        for block in G.synthesis.blocks:
-            if block.dtype == torch.float16:
-                block.dtype = None  # full precision follows the parameters
+        float16_in_float32(G)
     G.metadata = dict(state.get("data_metadata", {}))
     G.config = state.get("config", {})
     G.kimg = state.get("nimg", 0) / 1000

@@ -133,11 +133,11 @@ def labels(G, class_index, path, n: int):
 
     try:
         values = load_npy(path) if str(path).endswith(".npy") else np.loadtxt(path, ndmin=2)
+        values = np.asarray(values, dtype=np.float32)
     except ValueError as e:
         raise ValueError(f"--labels {path}: not a table of numbers ({str(e).splitlines()[0][:80]})") from None
-    values = np.asarray(values, dtype=np.float32).reshape(len(values), -1) if np.ndim(values) else values
-    if np.ndim(values) != 2 or values.shape != (n, G.c_dim):
-        raise ValueError(f"--labels {path}: holds shape {np.shape(values)}, expected [{n}, {G.c_dim}] (one label "
+    if values.shape != (n, G.c_dim):
+        raise ValueError(f"--labels {path}: holds shape {values.shape}, expected [{n}, {G.c_dim}] (one label "
                          f"vector of c_dim {G.c_dim} per seed)")
     if not np.isfinite(values).all():
         raise ValueError(f"--labels {path}: holds NaN or Inf")

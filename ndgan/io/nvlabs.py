@@ -138,11 +138,6 @@ def read_pickle(path) -> dict:
     return data
 
 
-def is_nvlabs_pickle(path) -> bool:
-    """Whether ``path`` is named like a network pickle (``.pkl``)."""
-    return Path(path).suffix.lower() == ".pkl"
-
-
 def _refuse(where, problem):
     raise ValueError(f"{where}: {problem}; ndgan maps StyleGAN2-ADA networks exactly or not at all")
 
@@ -154,13 +149,6 @@ def _child(record, name, class_name, where):
         _refuse(where, f"expected a {class_name} at {name!r}, found {got} (StyleGAN3 and other networks are "
                        f"not StyleGAN2)")
     return child
-
-
-def _check_options(record, allowed: dict, where):
-    """Every constructor option of ``record`` has the value ``allowed`` says ndgan supports (None: any)."""
-    for key, value in record.kwargs.items():
-        if key in allowed and allowed[key] is not None and value not in allowed[key]:
-            _refuse(where, f"{record.class_name} option {key}={value!r} has no ndgan equivalent")
 
 
 def _filter(taps, where):
@@ -198,15 +186,27 @@ def _checked_state(cls, kwargs, state, where) -> dict:
     return {k: state[k].float() for k in expected}
 
 
+def _top_record(record: Record, class_name: str, where) -> None:
+    """``record`` is a StyleGAN2-ADA ``class_name`` with only the constructor options NVIDIA's has."""
+    if record.class_name != class_name:
+        _refuse(where, f"a {record.class_name}, not a StyleGAN2-ADA {class_name}")
+    unknown = set(record.kwargs) - set(_POSITIONAL[class_name]) - set(_DEFAULTS[class_name])
+    if unknown or record.args:
+        _refuse(where, f"unknown {class_name} options {sorted(unknown)}")
+
+
+def _require(group: str, values: dict, allowed: dict, where) -> None:
+    """Every option in ``allowed`` has one of the values ndgan has an equivalent for."""
+    for key, ok in allowed.items():
+        if values.get(key) not in ok:
+            _refuse(where, f"{group} option {key}={values.get(key)!r} has no ndgan equivalent")
+
+
 def generator(record: Record, where="G") -> tuple[dict, dict]:
     """(ndgan ``Generator`` kwargs, state dict) of a StyleGAN2-ADA ``Generator`` record."""
     from ..nets import Generator
 
-    if record.class_name != "Generator":
-        _refuse(where, f"a {record.class_name}, not a StyleGAN2-ADA Generator")
-    unknown = set(record.kwargs) - set(_POSITIONAL["Generator"]) - set(_DEFAULTS["Generator"])
-    if unknown or record.args:
-        _refuse(where, f"unknown Generator options {sorted(unknown)}")
+    _top_record(record, "Generator", where)
     mapping, synthesis = _child(record, "mapping", "MappingNetwork", where), \
         _child(record, "synthesis", "SynthesisNetwork", where)
     for name, child in synthesis.children.items():
@@ -217,13 +217,10 @@ def generator(record: Record, where="G") -> tuple[dict, dict]:
     mk = {**_DEFAULTS["MappingNetwork"], **dict(record.option("mapping_kwargs") or {})}
     sk = {**_DEFAULTS["SynthesisNetwork"], **_DEFAULTS["SynthesisBlock"], **dict(record.option("synthesis_kwargs") or {})}
     w_dim = record.kwargs["w_dim"]
-    for key, ok in (("embed_features", (None, w_dim)), ("layer_features", (None, w_dim)), ("activation", ("lrelu",))):
-        if mk.get(key) not in ok:
-            _refuse(where, f"mapping option {key}={mk.get(key)!r} has no ndgan equivalent")
-    for key, ok in (("activation", ("lrelu",)), ("use_noise", (True,)), ("kernel_size", (3,)),
-                    ("architecture", ("orig", "skip", "resnet"))):
-        if sk.get(key) not in ok:
-            _refuse(where, f"synthesis option {key}={sk.get(key)!r} has no ndgan equivalent")
+    _require("mapping", mk, dict(embed_features=(None, w_dim), layer_features=(None, w_dim), activation=("lrelu",)),
+             where)
+    _require("synthesis", sk, dict(activation=("lrelu",), use_noise=(True,), kernel_size=(3,),
+                                   architecture=("orig", "skip", "resnet")), where)
     unknown = set(sk) - set(_DEFAULTS["SynthesisNetwork"]) - set(_DEFAULTS["SynthesisBlock"])
     if unknown:
         _refuse(where, f"unknown synthesis options {sorted(unknown)}")
@@ -260,21 +257,14 @@ def discriminator(record: Record, where="D") -> tuple[dict, dict]:
     """(ndgan ``Discriminator`` kwargs, state dict) of a StyleGAN2-ADA ``Discriminator`` record."""
     from ..nets import Discriminator
 
-    if record.class_name != "Discriminator":
-        _refuse(where, f"a {record.class_name}, not a StyleGAN2-ADA Discriminator")
-    unknown = set(record.kwargs) - set(_POSITIONAL["Discriminator"]) - set(_DEFAULTS["Discriminator"])
-    if unknown or record.args:
-        _refuse(where, f"unknown Discriminator options {sorted(unknown)}")
+    _top_record(record, "Discriminator", where)
     opt = {**_DEFAULTS["Discriminator"], **record.kwargs}
     bk = {**_DEFAULTS["DiscriminatorBlock"], **dict(opt["block_kwargs"] or {})}
     ek = {**_DEFAULTS["DiscriminatorEpilogue"], **dict(opt["epilogue_kwargs"] or {})}
     mk = {**_DEFAULTS["MappingNetwork"], **dict(opt["mapping_kwargs"] or {})}
-    for group, values, allowed in (("block", bk, dict(activation=("lrelu",))), ("epilogue", ek, dict(activation=("lrelu",))),
-                                   ("mapping", mk, dict(activation=("lrelu",), embed_features=(None,),
-                                                        layer_features=(None,)))):
-        for key, ok in allowed.items():
-            if values.get(key) not in ok:
-                _refuse(where, f"{group} option {key}={values.get(key)!r} has no ndgan equivalent")
+    _require("block", bk, dict(activation=("lrelu",)), where)
+    _require("epilogue", ek, dict(activation=("lrelu",)), where)
+    _require("mapping", mk, dict(activation=("lrelu",), embed_features=(None,), layer_features=(None,)), where)
     unknown = (set(bk) - set(_DEFAULTS["DiscriminatorBlock"])) | (set(ek) - set(_DEFAULTS["DiscriminatorEpilogue"]))
     if unknown:
         _refuse(where, f"unknown discriminator options {sorted(unknown)}")

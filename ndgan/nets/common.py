@@ -14,6 +14,14 @@ REDUCED_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_FP16_DTYPE = "bfloat16"
 
 
+def float16_in_float32(net) -> None:
+    """Run ``net``'s float16 blocks (``num_fp16_res``) in full precision from now on, as NVIDIA's
+    ``force_fp32``: float16 on a CPU is slow and inexact. ``init_kwargs`` keep the model's own setting."""
+    for block in getattr(net, "synthesis", net).blocks:
+        if block.dtype == torch.float16:
+            block.dtype = None  # full precision follows the parameters
+
+
 def check_common(architecture, fp16_dtype, channels) -> None:
     """The arguments every network takes, checked with one-line messages naming them."""
     check_choice("architecture", architecture, ARCHITECTURES)
