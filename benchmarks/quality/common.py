@@ -118,6 +118,27 @@ def plot(curves: dict, panels, path, title: str):
     print(f"wrote {path}")
 
 
+def variants(config: str, base: str, variants: dict, keys, args, figure: str, title: str, panels,
+             fixed=("train.precision=bfloat16", "train.metrics_at_start=true")):
+    """Train each variant (name -> overrides) of ``config`` into ``BASE-NAME`` (unless --plot-only), draw all
+    curves on docs/figures/FIGURE-curve.png and write results/FIGURE.json with each run's ``keys`` per point."""
+    curves, summary = {}, {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "config": config, "runs": {}}
+    for name, overrides in variants.items():
+        out = f"{base}-{name}"
+        overrides = [*fixed, *overrides, *args.overrides]
+        if not args.plot_only:
+            train(config, out, args.kimg, overrides, args.threads)
+        curves[name] = read_curve(out)
+        summary["runs"][name] = {
+            "overrides": overrides, "train_seconds": round(wall_seconds(out)),
+            "curve": [{"kimg": r["kimg"], **{k: r["results"].get(k) for k in keys}} for r in curves[name]]}
+    plot({k: v for k, v in curves.items() if v}, panels, FIGURES / f"{figure}-curve.png", title)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{figure}.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {RESULTS / f'{figure}.json'}")
+    return summary
+
+
 def machine() -> str:
     import torch
 

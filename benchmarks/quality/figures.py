@@ -17,7 +17,7 @@ from ndgan.data import open_dataset
 from ndgan.data.energy import ensure
 from ndgan.data.hdf5 import HDF5Dataset
 from ndgan.sampling import generate, load_generator
-from ndgan.viz.grid import sample_grid, save_png
+from ndgan.viz.grid import sample_grid
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray, titles, path, gap=12):

@@ -31,7 +31,6 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import common
