@@ -22,7 +22,7 @@ FIGURES = ROOT / "docs" / "figures"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def arguments(name: str, kimg: float, doc: str, precision: bool = False):
+def arguments(name: str, kimg: float, doc: str, precision: bool = False, variants: bool = False):
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     p.add_argument("--out", default=f"runs/quality/{name}", help="run folder (continued with --resume auto)")
     p.add_argument("--kimg", type=float, default=kimg, help=f"training length (default {kimg:g})")
@@ -31,6 +31,9 @@ def arguments(name: str, kimg: float, doc: str, precision: bool = False):
     p.add_argument("--export", action="store_true", help="write the final G_ema to pretrained/ as safetensors")
     if precision:
         p.add_argument("--precision", choices=["float32", "bfloat16", "both"], default="both")
+    if variants:
+        p.add_argument("--only", action="append", metavar="VARIANT",
+                       help="train only this variant (repeatable; e.g. one per process), draw all that exist")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="further config overrides")
     args = p.parse_args()
     args.out = str(Path(args.out).resolve())  # relative to where the script is run; training runs in the repo root
@@ -122,11 +125,14 @@ def variants(config: str, base: str, variants: dict, keys, args, figure: str, ti
              fixed=("train.precision=bfloat16", "train.metrics_at_start=true")):
     """Train each variant (name -> overrides) of ``config`` into ``BASE-NAME`` (unless --plot-only), draw all
     curves on docs/figures/FIGURE-curve.png and write results/FIGURE.json with each run's ``keys`` per point."""
+    unknown = sorted(set(args.only or ()) - set(variants))
+    if unknown:
+        raise SystemExit(f"--only {unknown[0]}: no such variant; choose from {', '.join(variants)}")
     curves, summary = {}, {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "config": config, "runs": {}}
     for name, overrides in variants.items():
         out = f"{base}-{name}"
         overrides = [*fixed, *overrides, *args.overrides]
-        if not args.plot_only:
+        if not args.plot_only and (not args.only or name in args.only):
             train(config, out, args.kimg, overrides, args.threads)
         curves[name] = read_curve(out)
         summary["runs"][name] = {

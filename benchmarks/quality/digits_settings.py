@@ -1,7 +1,7 @@
 """Quality run 5: does stronger augmentation or a stronger R1 stop the digits2d collapse? Six variants of
 configs/digits2d.yaml (bfloat16, 25 kimg each), against the preset's own curve (results/digits-bfloat16.json):
 
-    python benchmarks/quality/digits_settings.py [--kimg 25] [--threads 1] [--plot-only]
+    python benchmarks/quality/digits_settings.py [--kimg 25] [--threads 1] [--only VARIANT] [--plot-only]
 
 - ada20: ADA's p may move 5x faster (augment.speed_kimg 20 instead of 100);
 - fixed04: a fixed augmentation probability of 0.4 from the first step;
@@ -22,7 +22,7 @@ PANELS = [("fid", "fid_baseline", "Fréchet distance (classifier features)", Tru
           ("classes_tv", "classes_tv_baseline", "class histogram distance (TV)", True)]
 
 if __name__ == "__main__":
-    args = common.arguments("digits-settings", 25, __doc__)
+    args = common.arguments("digits-settings", 25, __doc__, variants=True)
     # the variants were run with the preset's earlier gamma 0.1, which the ones without a gamma keep
     common.variants("configs/digits2d.yaml", args.out.rsplit("-settings", 1)[0], VARIANTS,
                     ("fid", "classes_covered", "classes_tv"), args, "digits-settings",
