@@ -1,6 +1,6 @@
 """Quality run 1: configs/digits2d.yaml (the 1,797 scikit-learn digits at 32x32), float32 and bfloat16.
 
-    python benchmarks/quality/digits.py [--precision float32|bfloat16|both] [--kimg 100] [--threads N]
+    python benchmarks/quality/digits.py [--precision float32|bfloat16|both] [--kimg 150] [--threads N]
 
 Trains with --resume auto (rerun to continue), evaluating G_ema every 5 kimg: the Fréchet distance in the
 features of the shipped digit classifier, class coverage, class-histogram distance and confidence. The digits
@@ -17,7 +17,7 @@ PANELS = [("fid", "fid_baseline", "Fréchet distance (classifier features)", Tru
           ("classes_confidence", "classes_confidence_real", "classifier confidence", False)]
 
 if __name__ == "__main__":
-    args = common.arguments("digits", 100, __doc__, precision=True)
+    args = common.arguments("digits", 150, __doc__, precision=True)
     precisions = ["float32", "bfloat16"] if args.precision == "both" else [args.precision]
     curves = {}
     for p in ["float32", "bfloat16"]:
