@@ -121,9 +121,9 @@ def plot(curves: dict, panels, path, title: str):
     print(f"wrote {path}")
 
 
-def variants(config: str, base: str, variants: dict, keys, args, figure: str, title: str, panels,
-             fixed=("train.precision=bfloat16", "train.metrics_at_start=true")):
-    """Train each variant (name -> overrides) of ``config`` into ``BASE-NAME`` (unless --plot-only), draw all
+def variants(config: str, base: str, variants: dict, keys, args, figure: str, title: str, panels, fixed):
+    """Train each variant (name -> overrides, after the common ``fixed`` ones) of ``config`` into
+    ``BASE-NAME`` (unless --plot-only), draw all
     curves on docs/figures/FIGURE-curve.png and write results/FIGURE.json with each run's ``keys`` per point."""
     unknown = sorted(set(args.only or ()) - set(variants))
     if unknown:

@@ -7,7 +7,7 @@ features of the shipped digit classifier, class coverage, class-histogram distan
 are too few to hold out, so both sides of every metric use the training scans, as FID does; the baselines
 split them in halves. Writes docs/figures/digits-curve.png (both precisions on one plot),
 benchmarks/quality/results/digits-<precision>.json and, with --export, pretrained/digits2d.safetensors (from
-the float32 run).
+the bfloat16 run, the shipped file).
 """
 
 import common
@@ -32,4 +32,4 @@ if __name__ == "__main__":
     common.plot({k: v for k, v in curves.items() if v}, PANELS, common.FIGURES / "digits-curve.png",
                 "digits2d: G_ema vs the 1,797 training scans (dashed: real halves)")
     if args.export:
-        common.export(f"{args.out}-float32", common.ROOT / "pretrained" / "digits2d.safetensors")
+        common.export(f"{args.out}-bfloat16", common.ROOT / "pretrained" / "digits2d.safetensors")
