@@ -106,6 +106,7 @@ CASES = [
     ("config-negative-lr", "train", _train("train.g_lr=-0.002"), ["train.g_lr", "positive"]),
     ("config-beta-above-one", "train", _train("train.betas=[0,1.5]"), ["train.betas", "[0, 1)"]),
     ("config-bad-precision", "train", _train("train.precision=fp16"), ["train.precision"]),
+    ("config-negative-output-clamp", "train", _train("G.output_clamp=-1"), ["G.output_clamp", "positive number"]),
     ("config-override-without-equals", "train", _train("train.kimg"), ["train.kimg", "KEY=VALUE"]),
     ("config-missing-file", "train", lambda tmp, ck: [str(tmp / "nope.yaml")], ["nope.yaml"]),
     ("config-empty-file", "train", lambda tmp, ck: [_write(tmp / "empty.yaml", "")], ["empty.yaml"]),

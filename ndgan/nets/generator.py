@@ -75,9 +75,14 @@ class SynthesisNetwork(nn.Module):
 
     def __init__(self, spatial_dims, shape, img_channels, w_dim=512, channel_base=32768, channel_max=512,
                  architecture="skip", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE,
-                 attn_res=(), attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS):
+                 attn_res=(), attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS, output_clamp=None):
         super().__init__()
         check_common(architecture, fp16_dtype, img_channels)
+        if output_clamp is not None and (isinstance(output_clamp, bool) or not isinstance(output_clamp, (int, float))
+                                         or not output_clamp > 0):
+            raise ValueError(f"output_clamp: expected null or a positive number c (the output is clipped to "
+                             f"[-c, c], the range of clipped data), got {output_clamp!r}")
+        self.output_clamp = None if output_clamp is None else float(output_clamp)
         self.shapes = resolve_pyramid(spatial_dims, shape, base_shape)
         self.spatial_dims, self.shape, self.img_channels, self.w_dim = spatial_dims, self.shapes[-1], img_channels, w_dim
         channels = block_channels(self.shapes, channel_base, channel_max)
@@ -107,6 +112,8 @@ class SynthesisNetwork(nn.Module):
         x = img = None
         for block, start in zip(self.blocks, self.ws_index):
             x, img = block(x, img, ws.narrow(1, start, block.num_conv + block.num_torgb), noise_mode, fused)
+        if self.output_clamp is not None:  # data clipped to a range (energy walls at +1) have exact values there
+            img = img.clamp(-self.output_clamp, self.output_clamp)
         return img
 
 
@@ -121,7 +128,7 @@ class Generator(nn.Module):
     def __init__(self, spatial_dims, shape, channels, z_dim=512, w_dim=512, c_dim=0, mapping_layers=8,
                  channel_base=32768, channel_max=512, architecture="skip", base_shape=None, conv_clamp=None,
                  num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE, attn_res=(), attn_heads=1, padding_mode="zeros",
-                 resample_filter=ops.DEFAULT_TAPS, mapping_lr_multiplier=0.01, w_avg_beta=0.995):
+                 resample_filter=ops.DEFAULT_TAPS, mapping_lr_multiplier=0.01, w_avg_beta=0.995, output_clamp=None):
         super().__init__()
         if resample_filter is None:
             resample_filter = ops.DEFAULT_TAPS
@@ -130,7 +137,7 @@ class Generator(nn.Module):
         check_int("w_dim", w_dim, 1)
         self.synthesis = SynthesisNetwork(
             spatial_dims, shape, channels, w_dim, channel_base, channel_max, architecture, base_shape, conv_clamp,
-            num_fp16_res, fp16_dtype, attn_res, attn_heads, padding_mode, resample_filter)
+            num_fp16_res, fp16_dtype, attn_res, attn_heads, padding_mode, resample_filter, output_clamp)
         self.spatial_dims, self.shape, self.channels = spatial_dims, self.synthesis.shape, channels
         self.z_dim, self.w_dim, self.c_dim, self.num_ws = z_dim, w_dim, c_dim, self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, mapping_layers,
@@ -142,7 +149,8 @@ class Generator(nn.Module):
             architecture=architecture, base_shape=self.synthesis.shapes[0], conv_clamp=conv_clamp,
             num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, attn_res=tuple(attn_res), attn_heads=attn_heads,
             padding_mode=padding_mode, resample_filter=tuple(float(t) for t in resample_filter),
-            mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
+            mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
+            output_clamp=self.synthesis.output_clamp)
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random", fused=None,
                 update_w_avg=None):

@@ -51,6 +51,7 @@ class GConfig:
     fp16_dtype: str = DEFAULT_FP16_DTYPE  # float16 | bfloat16 for those blocks
     attn_res: tuple[int, ...] = ()  # block resolutions with a linear-attention block
     mapping_lr_multiplier: float = 0.01
+    output_clamp: float | None = None  # clip the output to [-c, c]: for data clipped to that range (energy grids)
 
 
 @dataclass(frozen=True)

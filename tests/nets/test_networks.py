@@ -249,10 +249,33 @@ def test_mbstd_batch_rules_follow_official():
     (lambda: tiny_d(2, (16, 16), mbstd_num_channels=3), "mbstd_num_channels: expected 0 or a divisor of the 16"),
     (lambda: tiny_d(2, (16, 16), c_dim=2, cmap_dim=0), "cmap_dim: expected a positive int"),
     (lambda: tiny_d(2, (16, 16), c_dim=True), "c_dim: expected a non-negative int"),
+    (lambda: tiny_g(2, (16, 16), output_clamp=0), "output_clamp: expected null or a positive number"),
+    (lambda: tiny_g(2, (16, 16), output_clamp=True), "output_clamp: expected null or a positive number"),
+    (lambda: tiny_g(2, (16, 16), output_clamp="1"), "output_clamp: expected null or a positive number"),
 ])
 def test_bad_constructor_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("nd, shape, base", [CASES[0], CASES[2], CASES[4]])
+def test_output_clamp_clips_the_unclamped_output_and_keeps_its_gradient_inside(nd, shape, base):
+    torch.manual_seed(0)
+    G = tiny_g(nd, shape, base, output_clamp=0.5)
+    free = Generator(**{**G.init_kwargs, "output_clamp": None})
+    free.load_state_dict(G.state_dict())
+    assert Generator(**G.init_kwargs).synthesis.output_clamp == 0.5  # rebuilt from what checkpoints store
+    z = torch.randn(4, 16)
+    ws = G.mapping(z).detach().requires_grad_()
+    ref_ws = ws.detach().clone().requires_grad_()
+    x, ref = G.synthesis(ws, "const"), free.synthesis(ref_ws, "const")
+    inside = ref.abs() < 0.5
+    assert 0 < inside.float().mean() < 1  # both sides of the clip occur, so the test sees both
+    assert torch.equal(x, ref.clamp(-0.5, 0.5)) and (x.abs() == 0.5).sum() == (~inside).sum()
+    weight = torch.randn_like(x)
+    (x * weight).sum().backward()
+    (ref * weight * inside).sum().backward()
+    torch.testing.assert_close(ws.grad, ref_ws.grad)  # clipped elements pass no gradient, the others all of it
 
 
 def test_bad_call_arguments():
