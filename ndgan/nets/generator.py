@@ -19,15 +19,16 @@ class SynthesisBlock(nn.Module):
     """One resolution: (up-conv,) conv, optional attention, and the output branch (skip architecture)."""
 
     def __init__(self, spatial_dims, in_channels, out_channels, w_dim, shape, img_channels, is_last, architecture,
-                 dtype, conv_clamp, attention, attn_heads, padding_mode, resample_filter):
+                 dtype, conv_clamp, attention, attn_heads, padding_mode, resample_filter, use_noise=True):
         super().__init__()
         self.in_channels, self.architecture, self.dtype, self.padding_mode = in_channels, architecture, dtype, padding_mode
-        common = dict(conv_clamp=conv_clamp, padding_mode=padding_mode, resample_filter=resample_filter)
+        common = dict(conv_clamp=conv_clamp, padding_mode=padding_mode, resample_filter=resample_filter,
+                      noise_shape=shape if use_noise else None)
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, *shape))
         else:
-            self.conv0 = SynthesisLayer(spatial_dims, in_channels, out_channels, w_dim, up=2, noise_shape=shape, **common)
-        self.conv1 = SynthesisLayer(spatial_dims, out_channels, out_channels, w_dim, noise_shape=shape, **common)
+            self.conv0 = SynthesisLayer(spatial_dims, in_channels, out_channels, w_dim, up=2, **common)
+        self.conv1 = SynthesisLayer(spatial_dims, out_channels, out_channels, w_dim, **common)
         self.attn = LinearAttention(spatial_dims, out_channels, heads=attn_heads, dim_head=max(out_channels // attn_heads, 1),
                                     padding_mode=padding_mode) if attention else None
         self.torgb = None
@@ -75,7 +76,8 @@ class SynthesisNetwork(nn.Module):
 
     def __init__(self, spatial_dims, shape, img_channels, w_dim=512, channel_base=32768, channel_max=512,
                  architecture="skip", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE,
-                 attn_res=(), attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS, output_clamp=None):
+                 attn_res=(), attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS, output_clamp=None,
+                 use_noise=True):
         super().__init__()
         check_common(architecture, fp16_dtype, img_channels)
         if output_clamp is not None and (isinstance(output_clamp, bool) or not isinstance(output_clamp, (int, float))
@@ -83,6 +85,9 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"output_clamp: expected null or a positive number c (the output is clipped to "
                              f"[-c, c], the range of clipped data), got {output_clamp!r}")
         self.output_clamp = None if output_clamp is None else float(output_clamp)
+        if not isinstance(use_noise, bool):
+            raise ValueError(f"use_noise: expected true or false, got {use_noise!r}")
+        self.use_noise = use_noise
         self.shapes = resolve_pyramid(spatial_dims, shape, base_shape)
         self.spatial_dims, self.shape, self.img_channels, self.w_dim = spatial_dims, self.shapes[-1], img_channels, w_dim
         channels = block_channels(self.shapes, channel_base, channel_max)
@@ -95,7 +100,7 @@ class SynthesisNetwork(nn.Module):
                 is_last=i == len(self.shapes) - 1, architecture=architecture,
                 dtype=REDUCED_DTYPES[fp16_dtype] if i in reduced else None, conv_clamp=conv_clamp,
                 attention=max(s) in attn_res, attn_heads=attn_heads, padding_mode=padding_mode,
-                resample_filter=resample_filter))
+                resample_filter=resample_filter, use_noise=use_noise))
         self.ws_index = []  # first w of each block
         self.num_ws = 0
         for block in self.blocks:
@@ -128,7 +133,8 @@ class Generator(nn.Module):
     def __init__(self, spatial_dims, shape, channels, z_dim=512, w_dim=512, c_dim=0, mapping_layers=8,
                  channel_base=32768, channel_max=512, architecture="skip", base_shape=None, conv_clamp=None,
                  num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE, attn_res=(), attn_heads=1, padding_mode="zeros",
-                 resample_filter=ops.DEFAULT_TAPS, mapping_lr_multiplier=0.01, w_avg_beta=0.995, output_clamp=None):
+                 resample_filter=ops.DEFAULT_TAPS, mapping_lr_multiplier=0.01, w_avg_beta=0.995, output_clamp=None,
+                 use_noise=True):
         super().__init__()
         if resample_filter is None:
             resample_filter = ops.DEFAULT_TAPS
@@ -137,7 +143,7 @@ class Generator(nn.Module):
         check_int("w_dim", w_dim, 1)
         self.synthesis = SynthesisNetwork(
             spatial_dims, shape, channels, w_dim, channel_base, channel_max, architecture, base_shape, conv_clamp,
-            num_fp16_res, fp16_dtype, attn_res, attn_heads, padding_mode, resample_filter, output_clamp)
+            num_fp16_res, fp16_dtype, attn_res, attn_heads, padding_mode, resample_filter, output_clamp, use_noise)
         self.spatial_dims, self.shape, self.channels = spatial_dims, self.synthesis.shape, channels
         self.z_dim, self.w_dim, self.c_dim, self.num_ws = z_dim, w_dim, c_dim, self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, mapping_layers,
@@ -150,7 +156,7 @@ class Generator(nn.Module):
             num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, attn_res=tuple(attn_res), attn_heads=attn_heads,
             padding_mode=padding_mode, resample_filter=tuple(float(t) for t in resample_filter),
             mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
-            output_clamp=self.synthesis.output_clamp)
+            output_clamp=self.synthesis.output_clamp, use_noise=use_noise)
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random", fused=None,
                 update_w_avg=None):

@@ -52,6 +52,7 @@ class GConfig:
     attn_res: tuple[int, ...] = ()  # block resolutions with a linear-attention block
     mapping_lr_multiplier: float = 0.01
     output_clamp: float | None = None  # clip the output to [-c, c]: for data clipped to that range (energy grids)
+    use_noise: bool = True  # per-position noise inputs (StyleGAN2's stochastic detail); false: none, as NVIDIA's use_noise
 
 
 @dataclass(frozen=True)

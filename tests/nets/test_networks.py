@@ -252,6 +252,7 @@ def test_mbstd_batch_rules_follow_official():
     (lambda: tiny_g(2, (16, 16), output_clamp=0), "output_clamp: expected null or a positive number"),
     (lambda: tiny_g(2, (16, 16), output_clamp=True), "output_clamp: expected null or a positive number"),
     (lambda: tiny_g(2, (16, 16), output_clamp="1"), "output_clamp: expected null or a positive number"),
+    (lambda: tiny_g(2, (16, 16), use_noise=1), "use_noise: expected true or false"),
 ])
 def test_bad_constructor_arguments(make, match):
     with pytest.raises(ValueError, match=match):
@@ -276,6 +277,22 @@ def test_output_clamp_clips_the_unclamped_output_and_keeps_its_gradient_inside(n
     (x * weight).sum().backward()
     (ref * weight * inside).sum().backward()
     torch.testing.assert_close(ws.grad, ref_ws.grad)  # clipped elements pass no gradient, the others all of it
+
+
+def test_use_noise_false_builds_no_noise_inputs_and_ignores_the_noise_mode():
+    torch.manual_seed(0)
+    G, quiet = tiny_g(3, (8, 8, 8)), tiny_g(3, (8, 8, 8), use_noise=False)
+    strengths = {n for n, _ in G.named_parameters() if n.endswith("noise.strength")}
+    assert len(strengths) == 2 * len(G.synthesis.blocks) - 1  # conv0 and conv1 per block, the first has no conv0
+    assert {n for n, _ in quiet.named_parameters()} == {n for n, _ in G.named_parameters()} - strengths
+    assert not any("noise" in n for n, _ in quiet.named_buffers())
+    assert Generator(**quiet.init_kwargs).synthesis.use_noise is False
+    state = {k: v for k, v in G.state_dict().items() if ".noise." not in k}
+    quiet.load_state_dict(state)
+    set_noise_strength(G, 0.0)  # noise off in G by its strength: the same function as no noise inputs
+    z = torch.randn(2, 16)
+    for mode in ("random", "const", "none"):
+        torch.testing.assert_close(quiet(z, noise_mode=mode), G(z, noise_mode="random"))
 
 
 def test_bad_call_arguments():
