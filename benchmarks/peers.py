@@ -34,7 +34,7 @@ MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 def networks(side: str, args):
-    """(G, D, z_dim, call_G, call_D) of one side, with the same sizes."""
+    """(G, D, call_G(z), call_D(x)) of one side, with the same sizes."""
     import torch
 
     if side == "ndgan":
