@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from .. import cli
-from ..train.config import load_config
+from ..train.config import load_config, resolve_precision
 from ..nets import build_networks
 from ..ops.check import check_device
 from ..train.loop import train
@@ -74,13 +74,16 @@ def _run(args) -> int:
     else:
         peak = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB max RSS"
     flops = main_pass_flops(cfg, device)
-    conv_peak = conv_throughput(device, len(cfg.data.shape))
+    precision = resolve_precision(cfg, device).train.precision
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision, torch.float32)
+    conv_peak = conv_throughput(device, len(cfg.data.shape), dtype)
     print(f"{args.config} {' '.join(args.overrides)}".strip())
-    print(f"  torch {torch.__version__}, {device}, batch {batch}, {len(timed)} x {INTERVAL} steps after warm-up")
+    print(f"  torch {torch.__version__}, {device}, {precision}, batch {batch}, {len(timed)} x {INTERVAL} steps after "
+          f"warm-up")
     print(f"  {samples_per_s:.2f} samples/s   {sec_per_kimg:.1f} sec/kimg   peak {peak}")
     print(f"  main passes (D on reals and fakes, G step; no regularisation): {flops / 1e9:.1f} GFLOP per sample; "
           f"{flops * samples_per_s / 1e9:.0f} GFLOP/s = {flops * samples_per_s / conv_peak:.0%} of this device's "
-          f"large fp32 convolution ({conv_peak / 1e9:.0f} GFLOP/s)")
+          f"large {precision} convolution ({conv_peak / 1e9:.0f} GFLOP/s)")
     if profiler is not None:
         sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         print(profiler.key_averages().table(sort_by=sort, row_limit=15))
@@ -107,11 +110,12 @@ def main_pass_flops(cfg, device) -> float:
     return total / n
 
 
-def conv_throughput(device, nd: int) -> float:
-    """FLOP/s of a large fp32 3x3 (3x3x3) convolution, forward, on ``device``: the reference for utilisation."""
+def conv_throughput(device, nd: int, dtype=torch.float32) -> float:
+    """FLOP/s of a large 3x3 (3x3x3) convolution in ``dtype``, forward, on ``device``: the reference for
+    utilisation."""
     size = {1: (4096,), 2: (64, 64), 3: (16, 16, 16)}[nd]
-    x = torch.randn(8, 256, *size, device=device)
-    w = torch.randn(256, 256, *[3] * nd, device=device)
+    x = torch.randn(8, 256, *size, device=device, dtype=dtype)
+    w = torch.randn(256, 256, *[3] * nd, device=device, dtype=dtype)
     conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d, torch.nn.functional.conv3d)[nd - 1]
     flops = 2 * x.numel() * 256 * 3**nd
     times = []

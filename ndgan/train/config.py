@@ -93,7 +93,7 @@ class TrainConfig:
     keep_checkpoints: int = 3  # keep the last K checkpoints
     log_steps: int = 20  # stats every this many steps (the only host syncs)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "float32"  # float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
+    precision: str = "auto"  # auto | float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
     compile: bool = False  # torch.compile the main forward passes
     tf32: bool = False  # CUDA: allow TF32 matmuls/convolutions (off: R1 and path length differentiate twice)
     cpu_malloc_cache: bool = True  # CPU on Linux/glibc: malloc reuses freed large blocks (ndgan.train.loop.cache_cpu_allocations)
@@ -379,6 +379,34 @@ def resolve_auto(cfg: Config) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(t, **values)) if values else cfg
 
 
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def native_bfloat16_cpu() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX BF16, as torch's CPU capabilities list
+    them). oneDNN also runs bfloat16 on other AVX-512 CPUs, but by conversion, and not faster than float32."""
+    import torch
+
+    caps = torch.cpu.get_capabilities()
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def auto_precision(device, native_bf16: bool | None = None) -> str:
+    """``train.precision: auto`` on ``device``: bfloat16 on a CPU that computes it natively (the digits curves in
+    docs/quality.md train as well as float32's, 1.5-1.6x faster), float32 elsewhere (CUDA keeps StyleGAN2-ADA's
+    float32 default; ``G.num_fp16_res`` / ``D.num_fp16_res`` or ``train.precision`` choose reduced precision)."""
+    if getattr(device, "type", str(device)) != "cpu":
+        return "float32"
+    return "bfloat16" if (native_bfloat16_cpu() if native_bf16 is None else native_bf16) else "float32"
+
+
+def resolve_precision(cfg: Config, device) -> Config:
+    """The config with ``train.precision: auto`` replaced by what it means on ``device`` (``auto_precision``)."""
+    if cfg.train.precision != "auto":
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision=auto_precision(device)))
+
+
 def validate(cfg: Config) -> Config:
     """Cross-field checks that the types cannot express; returns the config with ``auto`` values resolved."""
     cfg = resolve_auto(cfg)
@@ -387,8 +415,7 @@ def validate(cfg: Config) -> Config:
         (t.kimg > 0, "train.kimg: expected a positive number of kimg"),
         (t.snapshot_kimg > 0, "train.snapshot_kimg: expected a positive number"),
         (t.loss in ("nonsaturating", "wgan-gp"), f"train.loss: expected nonsaturating or wgan-gp, got {t.loss!r}"),
-        (t.precision in ("float32", "bfloat16", "float16"),
-         f"train.precision: expected float32, bfloat16 or float16, got {t.precision!r}"),
+        (t.precision in PRECISIONS, f"train.precision: expected auto, float32, bfloat16 or float16, got {t.precision!r}"),
         (t.keep_checkpoints >= 1, "train.keep_checkpoints: expected at least 1"),
         (t.g_lr > 0 and t.d_lr > 0, f"train.g_lr / train.d_lr: expected positive learning rates, got {t.g_lr}, {t.d_lr}"),
         (all(0 <= b < 1 for b in t.betas), f"train.betas: expected two values in [0, 1), got {list(t.betas)}"),

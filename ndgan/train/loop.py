@@ -24,7 +24,7 @@ from ..io import checkpoint as ckpt
 from ..io.budget import check_fits
 from ..io.files import check_writable
 from . import distributed
-from .config import Config, ConfigError, from_dict, to_dict
+from .config import Config, ConfigError, from_dict, resolve_precision, to_dict
 from .run_folder import RunFolder, check_own_folder
 from .state import TrainingState, check_training_fits, plain_metadata, resume_state
 from .step import TrainingStep
@@ -39,6 +39,11 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
     cfg = from_dict(to_dict(cfg))
     t, run_dir = cfg.train, Path(run_dir)
     rank, world, device = distributed.setup(t.device)
+    if t.precision == "auto":  # the run folder and the checkpoints record what ran
+        cfg = resolve_precision(cfg, device)
+        t = cfg.train
+        if rank == 0:
+            print(f"train.precision auto: {t.precision} on {device}")
     _configure(cfg, world, device)
     if rank == 0:
         check_own_folder(run_dir, overwrite)

@@ -163,6 +163,9 @@ def resume_state(cfg: Config, run_dir: Path, resume, rank: int, init=None):
             raise ConfigError(f"resume: the config's '{section}' section differs from the checkpoint's in what "
                               f"defines the networks or the data; only train.* and data.path/options/workers "
                               f"may change when resuming")
+    if rank == 0 and old["train"].get("precision", "float32") != new["train"]["precision"]:
+        print(f"warning: train.precision is {new['train']['precision']} now, the checkpoint trained with "
+              f"{old['train'].get('precision', 'float32')}; set train.precision to keep it")
     for key in ("r1_gamma", "ema_kimg"):  # e.g. a default that became auto since the checkpoint was written
         if rank == 0 and old["train"].get(key) != new["train"][key]:
             print(f"warning: train.{key} is {new['train'][key]:g} now, the checkpoint trained with "

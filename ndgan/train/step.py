@@ -25,6 +25,7 @@ import torch
 from .. import losses
 from ..augment import augment, default_ops
 from . import distributed
+from .config import auto_precision
 
 
 def lazy_adam(params, lr, betas, interval):
@@ -80,7 +81,8 @@ class TrainingStep:
 
     def __init__(self, state, cfg, world: int, device):
         t, self.s, self.t, self.world, self.device = cfg.train, state, cfg.train, world, device
-        low = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(t.precision)
+        precision = auto_precision(device) if t.precision == "auto" else t.precision
+        low = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
         self.autocast = (lambda: torch.autocast(device.type, dtype=low)) if low is not None else nullcontext
         self.unscaled = torch.amp.GradScaler(device.type, enabled=False)  # R1 and path length: plain steps
         aug = cfg.augment

@@ -24,7 +24,7 @@ def test_config_defaults_overrides_and_round_trip():
     (["data.periodic=maybe"], "data.periodic: expected true or false"),
     (["train.kimg=-1"], "train.kimg: expected a positive number"),
     (["train.loss=hinge"], "train.loss: expected nonsaturating or wgan-gp"),
-    (["train.precision=float8"], "train.precision: expected float32, bfloat16 or float16"),
+    (["train.precision=float8"], "train.precision: expected auto, float32, bfloat16 or float16"),
     (["kimg"], "override 'kimg': expected KEY=VALUE"),
     (["train.grid_size=0"], "train.grid_size: expected at least 1"),
     (["train.log_steps=0"], "train.log_steps: expected at least 1"),

@@ -17,7 +17,7 @@ from PIL import Image
 from ndgan.io import checkpoint as ckpt
 from ndgan.nets import Generator
 from ndgan.train import load_config, train
-from ndgan.train.config import ConfigError
+from ndgan.train.config import ConfigError, auto_precision, native_bfloat16_cpu
 from ndgan.cli.train import main as cli
 
 
@@ -112,6 +112,31 @@ def test_bfloat16_autocast_run(tmp_path):
               "train.snapshot_kimg=0.016")
     state = torch.load(out / "checkpoint-000000016.pt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in state["G"].values())
+
+
+def test_auto_precision_is_bfloat16_only_on_a_cpu_with_bfloat16_instructions():
+    assert auto_precision(torch.device("cpu"), native_bf16=True) == "bfloat16"
+    assert auto_precision(torch.device("cpu"), native_bf16=False) == "float32"
+    assert auto_precision(torch.device("cuda"), native_bf16=True) == "float32"  # CUDA keeps ADA's default
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else None
+    if flags is not None:  # Linux: torch's capability check agrees with the kernel's CPU flags
+        assert native_bfloat16_cpu() == ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def test_auto_precision_run_records_and_announces_what_ran(tmp_path, capsys):
+    assert load_config("configs/tiny2d.yaml").train.precision == "auto"  # the default
+    out = run("configs/tiny2d.yaml", tmp_path / "a", "train.kimg=0.008", "train.snapshot_kimg=0.008")
+    expected = auto_precision(torch.device("cpu"))
+    assert f"train.precision auto: {expected} on cpu" in capsys.readouterr().out
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["precision"] == expected
+    state = torch.load(out / "checkpoint-000000008.pt", weights_only=True)
+    assert state["config"]["train"]["precision"] == expected
+    # A resume in another precision than the checkpoint's says so (and trains on).
+    other = "float32" if expected == "bfloat16" else "bfloat16"
+    run("configs/tiny2d.yaml", tmp_path / "a", "train.kimg=0.016", "train.snapshot_kimg=0.008",
+        f"train.precision={other}", resume="auto")
+    assert (f"warning: train.precision is {other} now, the checkpoint trained with {expected}"
+            in capsys.readouterr().out)
 
 
 def test_missing_data_says_what_to_download(tmp_path, capsys):
