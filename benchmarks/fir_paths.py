@@ -4,6 +4,8 @@
 2. Blur ``[1,3,3,1]`` per axis: one dense depthwise kernel (4^nd taps) vs separable passes (4 taps per axis).
 3. Up-convolution (3x3 transposed conv with stride 2, then the blur): two ops vs one transposed conv whose kernel
    is the 3x3 kernel convolved with the blur (6^nd taps; exact by associativity).
+4. The dense blur's padding (2 on each side, as D's down-sampling blur): an explicit pad, then the depthwise conv,
+   vs the conv's own padding (``ndops.pad_conv``); these two alternate within each repetition.
 
 Forward passes, float32 and bfloat16, median of ``--reps`` after a warm-up, every pair timed in the same process
 and checked for agreement first. Shapes are the energy3d (3D) and 64²/128² (2D) layers at batch 8.
@@ -93,6 +95,29 @@ def main():
             a = _time(lambda: _up_conv_two_ops(x, w, f), args.reps)
             b = _time(lambda: _up_conv_folded(x, w, f), args.reps)
             print(f"  {str(shape):22s} {a:7.1f} {b:7.1f}  first/second {a / b:.2f}")
+        print(f"{name}: blur padding 2, explicit pad + conv vs the conv's own padding (interleaved)")
+        for shape in [(8, 128, 64, 64), (8, 256, 32, 32), (8, 32, 32, 32, 32), (8, 64, 16, 16, 16)]:
+            nd = len(shape) - 2
+            x = torch.randn(*shape, dtype=dtype)
+            w = _dense_kernel(f.to(dtype), nd, 1, flip=True).expand(shape[1], 1, *[4] * nd).contiguous()
+            pads = [(2, 2)] * nd
+            explicit = lambda: ndops.conv(ndops.pad(x, pads), w, groups=shape[1])  # noqa: E731
+            folded = lambda: ndops.pad_conv(x, w, pads, groups=shape[1])  # noqa: E731
+            torch.testing.assert_close(explicit(), folded())
+            a, b = _interleaved(explicit, folded, args.reps)
+            print(f"  {str(shape):22s} {a:7.1f} {b:7.1f}  first/second {a / b:.2f}")
+
+
+def _interleaved(first, second, reps):
+    """Median ms of each, the two alternating within every repetition (against the machine's drift)."""
+    first(), second()
+    times = ([], [])
+    for i in range(reps):
+        for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+            start = time.perf_counter()
+            (first, second)[j]()
+            times[j].append(time.perf_counter() - start)
+    return statistics.median(times[0]) * 1e3, statistics.median(times[1]) * 1e3
 
 
 if __name__ == "__main__":

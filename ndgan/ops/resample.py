@@ -153,7 +153,7 @@ def _upfirdn_zeros(x, f, up, down, pads, flip_filter, gain):
         return y
     weight = _dense_kernel(f.to(x.device, x.dtype), nd, gain, flip=not flip_filter)  # correlation with flipped f
     weight = weight.expand(c, 1, *weight.shape).contiguous()  # [C, 1, *T]
-    return ndops.conv(ndops.pad(x, pads), weight, stride=down, groups=c)
+    return ndops.pad_conv(x, weight, pads, stride=down, groups=c)
 
 
 def _transposed_up(x, f, up, pads, flip_filter, gain):

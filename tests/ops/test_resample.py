@@ -231,6 +231,20 @@ def test_pad_circular_every_path_equals_np_wrap(pads):
     assert gradcheck(lambda t: ops.pad(t, pads, mode="circular"), (x,), fast_mode=True)
 
 
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("pads, stride, groups", [((2, 2), 1, 1), ((1, 3), 2, 1), ((0, 2), 1, 3), ((-1, 2), 2, 3),
+                                                  ((3, -1), 1, 1)])
+def test_pad_conv_equals_an_explicit_pad_then_conv(nd, pads, stride, groups):
+    """The symmetric part of the padding goes to the convolution, the rest (asymmetric, crops) is padded."""
+    x = torch.randn(2, 6, *[7] * nd, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 6 // groups, *[3] * nd, dtype=torch.float64)
+    per_axis = [pads] + [pads[::-1]] * (nd - 1)  # a different (before, after) on the other axes
+    want = torch.nn.functional.__dict__[f"conv{nd}d"](ops.pad(x, per_axis), w, stride=stride, groups=groups)
+    got = ops.nd.pad_conv(x, w, per_axis, stride=stride, groups=groups)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert gradcheck(lambda t: ops.nd.pad_conv(t, w, per_axis, stride=stride, groups=groups), (x,), fast_mode=True)
+
+
 @pytest.mark.parametrize("nd", [2, 3])
 def test_upfirdn_gradcheck_per_axis_factors_and_crops(nd):
     x = torch.randn(1, 1, *{2: (4, 5), 3: (3, 4, 3)}[nd], dtype=torch.float64, requires_grad=True)
