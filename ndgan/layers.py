@@ -156,13 +156,18 @@ class NoiseInjection(nn.Module):
             raise ValueError(f"noise_mode: expected one of {NOISE_MODES}, got {mode!r}")
         if tuple(x.shape[2:]) != self.shape:
             raise ValueError(f"NoiseInjection: built for spatial shape {self.shape}, got x {tuple(x.shape)}")
+        noise = self.sample(x.shape[0], mode, x.device, x.dtype)
+        return x if noise is None else x + noise
+
+    def sample(self, n, mode, device, dtype):
+        """The scaled noise ``strength * noise`` that ``forward`` adds (``[N or 1, 1, *S]``), or None for 'none'."""
         if mode == "none":
-            return x
+            return None
         if mode == "random":
-            noise = torch.randn([x.shape[0], 1, *self.shape], device=x.device, dtype=x.dtype)
+            noise = torch.randn([n, 1, *self.shape], device=device, dtype=dtype)
         else:
-            noise = self.noise_const.to(x.dtype)
-        return x + noise * self.strength.to(x.dtype)
+            noise = self.noise_const.to(dtype)
+        return noise * self.strength.to(dtype)
 
 
 class SynthesisLayer(nn.Module):
@@ -200,6 +205,12 @@ class SynthesisLayer(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode: expected one of {NOISE_MODES}, got {noise_mode!r}")
         styles = self.affine(w)  # [N, I]
+        if self.demodulate and self.conv_clamp is None:  # the epilogue in two passes where it can
+            noise = None if self.noise is None else self.noise.sample(x.shape[0], noise_mode, x.device, x.dtype)
+            return ops.modulated_conv_bias_act(x, self.weight, styles, self.bias, noise, act=self.activation,
+                                               gain=self.act_gain * gain, up=self.up, padding=self.padding,
+                                               resample_filter=self.resample_filter, fused=fused,
+                                               padding_mode=self.padding_mode)
         x = ops.modulated_conv(x, self.weight, styles, up=self.up, padding=self.padding,
                                resample_filter=self.resample_filter, demodulate=self.demodulate, fused=fused,
                                padding_mode=self.padding_mode)

@@ -75,10 +75,15 @@ def _reference_ops():
     def modulated_conv(*args, fused=None, **kwargs):
         return ops.modulated_conv_reference(*args, **kwargs)
 
+    def modulated_conv_bias_act(x, w, s, b, noise=None, act="lrelu", alpha=None, gain=None, fused=None, **kwargs):
+        y = ops.modulated_conv_reference(x, w, s, noise, demodulate=True, **kwargs)
+        return ops.bias_act(y, b, act=act, alpha=alpha, gain=gain)
+
     def fast_path(*args, **kwargs):
         raise AssertionError("a fast path ran inside the reference")
 
     with mock.patch.object(ops, "modulated_conv", modulated_conv), \
+            mock.patch.object(ops, "modulated_conv_bias_act", modulated_conv_bias_act), \
             mock.patch.object(ops, "conv_resample", ops.conv_resample_reference), \
             mock.patch("ndgan.ops.resample.upfirdn", ops.upfirdn_reference), \
             mock.patch("ndgan.ops.resample._upfirdn_zeros", fast_path), \

@@ -6,7 +6,8 @@ random numbers here (see ``ndgan.layers`` for the modules).
 
 from .act import ACTIVATIONS, activation_gain, bias_act
 from .attention import linear_attention, linear_attention_reference
-from .conv import choose_fused, conv_resample, conv_resample_reference, modulated_conv, modulated_conv_reference
+from .conv import (choose_fused, conv_resample, conv_resample_reference, modulated_conv, modulated_conv_bias_act,
+                   modulated_conv_reference)
 from .nd import PADDING_MODES, conv, conv_transpose, ntuple, pad
 from .norm import channel_norm, minibatch_std, normalize_2nd_moment
 from .resample import DEFAULT_TAPS, blur, downsample, setup_filter, upfirdn, upfirdn_reference, upsample
@@ -29,6 +30,7 @@ __all__ = [
     "linear_attention_reference",
     "minibatch_std",
     "modulated_conv",
+    "modulated_conv_bias_act",
     "modulated_conv_reference",
     "normalize_2nd_moment",
     "ntuple",

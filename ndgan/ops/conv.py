@@ -13,6 +13,7 @@ import math
 import torch
 
 from . import nd as ndops
+from .act import _check_act, bias_act
 from .resample import _check_output, check_filter, default_filter, periodic, upfirdn, upfirdn_reference
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "conv_resample",
     "conv_resample_reference",
     "modulated_conv",
+    "modulated_conv_bias_act",
     "modulated_conv_reference",
 ]
 
@@ -143,17 +145,22 @@ def _check_modconv_args(x, weight, styles):
     return nd
 
 
-def _add_noise(x, noise):
-    """``x + noise``, where noise must broadcast to x's shape ``[N, O, *S']`` without changing it."""
-    if noise is None:
-        return x
+def _check_noise(noise, shape):
+    """Noise must broadcast to the output's shape ``[N, O, *S']`` without changing it."""
     try:
-        ok = isinstance(noise, torch.Tensor) and torch.broadcast_shapes(noise.shape, x.shape) == x.shape
+        ok = isinstance(noise, torch.Tensor) and torch.broadcast_shapes(noise.shape, shape) == shape
     except RuntimeError:
         ok = False
     if not ok:
         got = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
-        raise ValueError(f"noise: expected a tensor that broadcasts to the output {tuple(x.shape)}, got {got}")
+        raise ValueError(f"noise: expected a tensor that broadcasts to the output {tuple(shape)}, got {got}")
+
+
+def _add_noise(x, noise):
+    """``x + noise`` (``_check_noise``)."""
+    if noise is None:
+        return x
+    _check_noise(noise, x.shape)
     return x + noise.to(x.dtype)
 
 
@@ -198,14 +205,7 @@ def modulated_conv(x, weight, styles, noise=None, up=1, down=1, padding=0, resam
         weight = weight * (1 / math.sqrt(i * math.prod(k)) / weight.abs().amax(dim=spatial, keepdim=True))
         styles = styles / styles.abs().amax(dim=1, keepdim=True)
 
-    dcoefs = None
-    if demodulate:
-        # Demodulation, eq. 3: sum over I and k of (w * s)^2 = sum over I of s^2 * (sum over k of w^2), so the
-        # [N, O, I, *k] modulated weights are never needed for it. In float32 at least (1e-8 is 0 in float16),
-        # and with elementwise ops that autocast leaves in that precision: [N, O].
-        full = torch.promote_types(weight.dtype, torch.float32)
-        w2 = weight.to(full).square().sum(dim=list(range(2, weight.ndim)))  # [O, I]
-        dcoefs = ((styles.to(full).square().unsqueeze(1) * w2).sum(dim=2) + 1e-8).rsqrt()
+    dcoefs = _demodulation(weight, styles) if demodulate else None
 
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, i, *ones)
@@ -222,6 +222,57 @@ def modulated_conv(x, weight, styles, noise=None, up=1, down=1, padding=0, resam
                       padding_mode=padding_mode)
     x = x.reshape(n, o, *x.shape[2:])  # [N, O, *S']
     return _add_noise(x, noise)
+
+
+def _demodulation(weight, styles):
+    """Demodulation, eq. 3: sum over I and k of (w * s)^2 = sum over I of s^2 * (sum over k of w^2), so the
+    [N, O, I, *k] modulated weights are never needed for it. In float32 at least (1e-8 is 0 in float16), and
+    with elementwise ops that autocast leaves in that precision: ``[N, O]``."""
+    full = torch.promote_types(weight.dtype, torch.float32)
+    w2 = weight.to(full).square().sum(dim=list(range(2, weight.ndim)))  # [O, I]
+    return ((styles.to(full).square().unsqueeze(1) * w2).sum(dim=2) + 1e-8).rsqrt()
+
+
+#: Activations ``f`` with ``f(x) * g == f(x * g)`` for ``g > 0``, so that the gain folds into the scale and bias.
+_HOMOGENEOUS = {"linear": lambda x, a: x, "relu": lambda x, a: x.relu_(),
+                "lrelu": lambda x, a: torch.nn.functional.leaky_relu_(x, a)}
+
+
+def modulated_conv_bias_act(x, weight, styles, bias, noise=None, act="lrelu", alpha=None, gain=None, up=1,
+                            padding=0, resample_filter=None, fused=None, padding_mode="zeros"):
+    """A StyleGAN2 synthesis layer's convolution and epilogue: ``bias_act(modulated_conv(x, weight, styles,
+    noise, demodulate=True), bias, act, alpha, gain)``, the same arguments and result.
+
+    On the unfused path in full precision, with a positive gain and an activation that commutes with it
+    (linear, relu, lrelu), the demodulation, noise, bias, activation and gain take three passes over the output
+    instead of five: ``act(conv * (dcoefs * g) + bias * g + noise * g)``, the last two in place. Elsewhere
+    (fused, reduced precision or autocast, other activations) it is the composition itself.
+    """
+    spec = _check_act(act)
+    g = spec.gain if gain is None else float(gain)
+    alpha = spec.alpha if alpha is None else float(alpha)
+    nd = _check_modconv_args(x, weight, styles)
+    if fused is None:
+        fused = choose_fused(x)
+    # Measured (benchmarks/RESULTS.md): 1.2-1.6x on the epilogue in float32, slower in bfloat16 at 2D sizes.
+    low = x.dtype in (torch.float16, torch.bfloat16) or (torch.is_autocast_enabled(x.device.type)
+                                                         and x.device.type in ("cpu", "cuda"))
+    if fused or act not in _HOMOGENEOUS or not g > 0 or low:
+        y = modulated_conv(x, weight, styles, noise, up=up, padding=padding, resample_filter=resample_filter,
+                           demodulate=True, fused=fused, padding_mode=padding_mode)
+        return bias_act(y, bias, act=act, alpha=alpha, gain=g)
+    n, i, o, ones = x.shape[0], x.shape[1], weight.shape[0], [1] * nd
+    if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (o,):
+        got = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+        raise ValueError(f"bias: expected a 1-D bias of the {o} output channels, got {got}")
+    scale = _demodulation(weight, styles) * g
+    y = conv_resample(x * styles.to(x.dtype).reshape(n, i, *ones), weight, resample_filter, up, 1, padding,
+                      padding_mode=padding_mode)
+    y = torch.addcmul((bias * g).to(y.dtype).reshape(1, o, *ones), y, scale.to(y.dtype).reshape(n, o, *ones))
+    if noise is not None:
+        _check_noise(noise, y.shape)
+        y = y.add_((noise * g).to(y.dtype))
+    return _HOMOGENEOUS[act](y, alpha)
 
 
 def modulated_conv_reference(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None,

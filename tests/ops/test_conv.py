@@ -113,6 +113,53 @@ def test_modulated_conv_gradcheck(nd, up, down, fused):
     assert gradgradcheck(fn, (x, w, s), fast_mode=True)
 
 
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("up", [1, 2])
+@pytest.mark.parametrize("act, gain", [("lrelu", None), ("lrelu", 1.0), ("linear", 0.7), ("relu", 2.0),
+                                       ("tanh", None), ("lrelu", -1.0)])  # tanh, a negative gain: composed
+@pytest.mark.parametrize("noise_kind", [None, "per_sample", "const"])
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_modulated_conv_bias_act_equals_the_composed_reference(nd, up, act, gain, noise_kind, mode):
+    """The synthesis layer's conv and epilogue in two passes equal bias_act of the literal modulated conv."""
+    x, w, s = _modconv_inputs(nd)
+    b = torch.randn(w.shape[0], dtype=torch.float64)
+    kw = dict(up=up, padding=1, padding_mode=mode)
+    shape = ops.modulated_conv_reference(x, w, s, **kw).shape
+    noise = {None: None, "per_sample": torch.randn(shape[0], 1, *shape[2:], dtype=torch.float64),
+             "const": torch.randn(*shape[2:], dtype=torch.float64)}[noise_kind]
+    ref = ops.bias_act(ops.modulated_conv_reference(x, w, s, noise=noise, **kw), b, act=act, gain=gain)
+    for fused in (True, False):
+        got = ops.modulated_conv_bias_act(x, w, s, b, noise, act=act, gain=gain, fused=fused, **kw)
+        torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("up", [1, 2])
+def test_modulated_conv_bias_act_gradcheck(nd, up):
+    """First and second derivatives (R1 and path length) through the in-place noise and activation."""
+    size = {1: (4,), 2: (4, 3), 3: (2, 3, 2)}[nd]
+    x = torch.randn(2, 2, *size, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, *[3] * nd, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    noise = torch.randn(2, 1, *[n * up for n in size], dtype=torch.float64, requires_grad=True)
+
+    def fn(x, w, s, b, noise):
+        return ops.modulated_conv_bias_act(x, w, s, b, noise, up=up, padding=1, fused=False)
+
+    assert gradcheck(fn, (x, w, s, b, noise), fast_mode=True)
+    assert gradgradcheck(fn, (x, w, s, b, noise), fast_mode=True)
+
+
+def test_modulated_conv_bias_act_checks_bias_and_noise():
+    x, w, s = _modconv_inputs(2)
+    with pytest.raises(ValueError, match="bias: expected a 1-D bias of the 5 output channels"):
+        ops.modulated_conv_bias_act(x, w, s, torch.zeros(4, dtype=torch.float64), padding=1, fused=False)
+    with pytest.raises(ValueError, match="noise: expected a tensor that broadcasts to the output"):
+        ops.modulated_conv_bias_act(x, w, s, torch.zeros(5, dtype=torch.float64), torch.zeros(3, 2, 1, 1),
+                                    padding=1, fused=False)
+
+
 def test_fp16_prenormalisation_avoids_overflow():
     x = torch.randn(2, 16, 8, 8)
     w = torch.randn(8, 16, 3, 3) * 100
