@@ -36,6 +36,24 @@ def test_modulated_conv_cuda_matches_reference(nd, dtype, up, down):
 
 
 @pytest.mark.parametrize("nd", ND)
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("up", [1, 2])
+def test_modulated_conv_bias_act_cuda_matches_reference(nd, dtype, up):
+    """The synthesis layer's conv and epilogue (three passes in float32, composed otherwise) on CUDA."""
+    x = torch.randn(4, 8, *SHAPES[nd], dtype=torch.float64)
+    w = torch.randn(6, 8, *[3] * nd, dtype=torch.float64)
+    s, b = torch.randn(4, 8, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    shape = ops.modulated_conv_reference(x, w, s, up=up, padding=1).shape
+    noise = torch.randn(4, 1, *shape[2:], dtype=torch.float64)
+    ref = ops.bias_act(ops.modulated_conv_reference(x, w, s, noise, up=up, padding=1), b, act="lrelu")
+    for fused in (True, False):
+        got = ops.modulated_conv_bias_act(*(t.cuda().to(dtype) for t in (x, w, s, b, noise)), up=up, padding=1,
+                                          fused=fused)
+        assert got.device.type == "cuda" and got.dtype == dtype
+        _close(got, ref, dtype)
+
+
+@pytest.mark.parametrize("nd", ND)
 @pytest.mark.parametrize("mode", ["zeros", "circular"])
 def test_upfirdn_cuda_matches_reference_and_double_backward(nd, mode):
     x = torch.randn(2, 3, *SHAPES[nd], dtype=torch.float64)
