@@ -29,6 +29,9 @@ recipe for a peer environment is benchmarks/peers_env.sh):
   12 channels its file hard-codes, against ndgan at 32³ with 2 channels, channel_base 1024 and channel_max
   256 (the port's generator widths 256/128/64/32).
 
+Every side runs with its own library's defaults otherwise: on CPU in 2D, ndgan's side puts its conv weights
+and reals in channels-last layout, as its training loop does (``train.channels_last: auto``).
+
 ``--pythonpath`` prepends folders to the peer side's import path (stand-ins for modules the peers import
 but never use here, such as torchvision). ``--precision bfloat16`` runs ndgan's side under CPU autocast;
 peers always run float32, their CPU reference.
@@ -134,9 +137,16 @@ def run_side(side: str, args) -> dict:
     G, D, call_G, call_D, g_params, x_shape = networks(side, args)
     G.to(device).train()
     D.to(device).train()
+    layout = torch.contiguous_format
+    if side == "ndgan" and device.type == "cpu" and args.nd == 2:  # as ndgan's loop does (train.channels_last)
+        from ndgan.train.state import CHANNELS_LAST, to_memory_format
+
+        layout = CHANNELS_LAST[args.nd]
+        for net in (G, D):
+            to_memory_format(net, layout)
     opt_G = torch.optim.Adam(g_params, lr=0.0025, betas=(0.0, 0.99))
     opt_D = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99))
-    reals = torch.randn(args.batch, *x_shape, device=device)
+    reals = torch.randn(args.batch, *x_shape, device=device).contiguous(memory_format=layout)
     bf16 = side == "ndgan" and args.precision == "bfloat16"
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

@@ -87,7 +87,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
         if evaluator is not None and s.nimg == 0 and t.metrics_at_start:  # a curve's starting point (ADA's tick 0)
             t_log += folder.log_metrics(evaluator, s.G_ema, s.nimg, s.step)
         while s.nimg < total:
-            train_step(*_batch(next(batches), device))
+            train_step(*_batch(next(batches), device, s.memory_format))
             if folder is not None:
                 folder.show_progress(nimg_log)
 
@@ -208,9 +208,13 @@ def _batches(dataset, cfg: Config, start_step: int, rank: int, world: int, devic
                             pin_memory=device.type == "cuda", start_step=start_step, rank=rank, world=world))
 
 
-def _batch(item, device):
+def _batch(item, device, memory_format=None):
+    """(reals, labels) on ``device``; the reals in the networks' memory format (``train.channels_last``)."""
     x, c = item if isinstance(item, (list, tuple)) else (item, None)
-    return x.to(device, non_blocking=True).float(), None if c is None else c.to(device, non_blocking=True)
+    x = x.to(device, non_blocking=True).float()
+    if memory_format is not None:
+        x = x.contiguous(memory_format=memory_format)
+    return x, None if c is None else c.to(device, non_blocking=True)
 
 
 def _grid(cfg: Config, dataset, z_dim: int, c_dim: int, device):

@@ -17,7 +17,7 @@ from ..augment import AdaptiveP
 from ..io import checkpoint as ckpt
 from ..io.budget import check_fits, gib, module_bytes
 from ..nets import build_networks
-from .config import Config, ConfigError, to_dict
+from .config import Config, ConfigError, to_dict, use_channels_last
 from .step import lazy_adam, set_lazy_hparams
 
 
@@ -29,6 +29,11 @@ class TrainingState:
         t, self.cfg, self.device = cfg.train, cfg, device
         G, D = build_networks(cfg, c_dim)
         self.G, self.D = G.to(device).train(), D.to(device).train()
+        self.memory_format = None
+        if use_channels_last(cfg, device):  # before G_ema and the optimisers, which follow the layout
+            self.memory_format = CHANNELS_LAST[len(cfg.data.shape)]
+            for net in (self.G, self.D):
+                to_memory_format(net, self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.r1_interval = t.r1_interval if (t.loss == "nonsaturating" and t.r1_gamma > 0) else 0
         self.pl_interval = t.pl_interval if t.pl_weight > 0 else 0
@@ -43,8 +48,10 @@ class TrainingState:
         self.lr_scale = 1.0  # lowered by every rollback after a numerical fault
 
     def checkpoint(self, data_metadata: dict) -> dict:
-        """The checkpoint of this state (the layout of ``ndgan.io.checkpoint``)."""
-        return {"G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
+        """The checkpoint of this state (the layout of ``ndgan.io.checkpoint``; the networks' tensors
+        contiguous whatever the training layout, for every reader)."""
+        plain = lambda net: {k: v.contiguous() for k, v in net.state_dict().items()}  # noqa: E731
+        return {"G": plain(self.G), "D": plain(self.D), "G_ema": plain(self.G_ema),
                 "G_opt": self.G_opt.state_dict(), "D_opt": self.D_opt.state_dict(), "G_kwargs": self.G.init_kwargs,
                 "D_kwargs": self.D.init_kwargs, "config": to_dict(self.cfg), "step": self.step, "nimg": self.nimg,
                 "pl_mean": self.pl_mean.detach().cpu(), "rng": _rng_state(self.device), "augment": self.ada.state_dict(),
@@ -173,6 +180,20 @@ def resume_state(cfg: Config, run_dir: Path, resume, rank: int, init=None):
     if state["nimg"] >= int(round(t.kimg * 1000)) and rank == 0:
         print(f"nothing to do: the checkpoint is at {state['nimg'] / 1000:g} kimg, train.kimg={t.kimg:g}")
     return state
+
+
+#: The channels-last memory format of 2D and 3D activations and conv weights.
+CHANNELS_LAST = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+def to_memory_format(net, memory_format) -> None:
+    """Put every parameter of ``net`` with the rank of that format (the conv weights ``[O, I, *k]``) in it, in
+    place; the values are unchanged, only their layout in memory."""
+    rank = 4 if memory_format == torch.channels_last else 5
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.ndim == rank:
+                p.data = p.data.contiguous(memory_format=memory_format)
 
 
 def check_training_fits(cfg: Config, device) -> None:

@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 import os
@@ -17,7 +18,8 @@ from PIL import Image
 from ndgan.io import checkpoint as ckpt
 from ndgan.nets import Generator
 from ndgan.train import load_config, train
-from ndgan.train.config import ConfigError, auto_precision, native_bfloat16_cpu
+from ndgan.train.config import ConfigError, auto_precision, native_bfloat16_cpu, use_channels_last
+from ndgan.train.state import TrainingState
 from ndgan.cli.train import main as cli
 
 
@@ -137,6 +139,58 @@ def test_auto_precision_run_records_and_announces_what_ran(tmp_path, capsys):
         f"train.precision={other}", resume="auto")
     assert (f"warning: train.precision is {other} now, the checkpoint trained with {expected}"
             in capsys.readouterr().out)
+
+
+def test_channels_last_auto_is_on_for_2d_on_the_cpu_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    cfg = lambda shape, value="auto": load_config(None, [f"data.shape={shape}", f"train.channels_last={value}"])  # noqa: E731
+    assert use_channels_last(cfg("[32,32]"), cpu) and not use_channels_last(cfg("[32,32]"), cuda)
+    assert not use_channels_last(cfg("[16,16,16]"), cpu) and use_channels_last(cfg("[16,16,16]", "true"), cpu)
+    assert not use_channels_last(cfg("[64]", "true"), cpu)  # no channels-last layout in 1D
+    assert not use_channels_last(cfg("[32,32]", "false"), cpu)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_channels_last_networks_compute_what_contiguous_ones_do(nd):
+    """train.channels_last changes where values sit in memory, not what G and D compute or their gradients."""
+    from ndgan.nets import Discriminator
+    from ndgan.train.state import CHANNELS_LAST, to_memory_format
+
+    torch.manual_seed(0)
+    shape = (16,) * nd
+    G = Generator(nd, shape, 2, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
+    D = Discriminator(nd, shape, 2, channel_base=128, channel_max=16)
+    G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+    fmt = CHANNELS_LAST[nd]
+    for net in (G2, D2):
+        to_memory_format(net, fmt)
+    weights = [p for net in (G2, D2) for p in net.parameters() if p.ndim == nd + 2]
+    assert all(p.is_contiguous(memory_format=fmt) for p in weights)
+    assert any(not p.is_contiguous() for p in weights)  # really re-laid out
+    z, reals = torch.randn(4, 16), torch.randn(4, 2, *shape)
+    outs = []
+    for g, d, x in ((G, D, reals), (G2, D2, reals.contiguous(memory_format=fmt))):
+        logits = d(g(z, noise_mode="const")) + d(x)
+        logits.sum().backward()
+        outs.append((logits.detach(), [p.grad for p in (*g.parameters(), *d.parameters())]))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-5)
+    for got, want in zip(outs[1][1], outs[0][1]):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("false", False), ("auto", False)])  # 3D: auto off
+def test_channels_last_option_lays_out_the_training_state_and_saves_contiguous(tmp_path, value, expected):
+    out = run("configs/tiny3d.yaml", tmp_path / value, "train.kimg=0.016", "train.snapshot_kimg=0.016",
+              f"train.channels_last={value}")
+    state = torch.load(out / "checkpoint-000000016.pt", weights_only=True)
+    assert all(v.is_contiguous() for key in ("G", "D", "G_ema") for v in state[key].values())
+    cfg = load_config("configs/tiny3d.yaml", [f"train.channels_last={value}"])
+    s = TrainingState(cfg, 0, torch.device("cpu"))
+    weights = [p for p in (*s.G.parameters(), *s.D.parameters(), *s.G_ema.parameters())  # where the layouts differ
+               if p.ndim == 5 and p.shape[1] > 1 and max(p.shape[2:]) > 1]
+    assert len(weights) > 5
+    assert all(p.is_contiguous(memory_format=torch.channels_last_3d) == expected for p in weights)
+    assert all(torch.isfinite(v).all() for v in state["G"].values())
 
 
 def test_missing_data_says_what_to_download(tmp_path, capsys):
