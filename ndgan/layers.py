@@ -205,7 +205,7 @@ class SynthesisLayer(nn.Module):
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode: expected one of {NOISE_MODES}, got {noise_mode!r}")
         styles = self.affine(w)  # [N, I]
-        if self.demodulate and self.conv_clamp is None:  # the epilogue in two passes where it can
+        if self.demodulate and self.conv_clamp is None:  # conv and epilogue in three passes where it can
             noise = None if self.noise is None else self.noise.sample(x.shape[0], noise_mode, x.device, x.dtype)
             return ops.modulated_conv_bias_act(x, self.weight, styles, self.bias, noise, act=self.activation,
                                                gain=self.act_gain * gain, up=self.up, padding=self.padding,

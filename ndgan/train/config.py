@@ -385,7 +385,7 @@ PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 def native_bfloat16_cpu() -> bool:
     """Whether this CPU has bfloat16 instructions (AVX-512 BF16 or AMX BF16, as torch's CPU capabilities list
-    them). oneDNN also runs bfloat16 on other AVX-512 CPUs, but by conversion, and not faster than float32."""
+    them). oneDNN also runs bfloat16 on other AVX-512 CPUs, but by conversion to float32 (not measured here)."""
     import torch
 
     caps = torch.cpu.get_capabilities()
