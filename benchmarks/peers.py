@@ -29,7 +29,7 @@ recipe for a peer environment is benchmarks/peers_env.sh):
   12 channels its file hard-codes, against ndgan at 32³ with 2 channels, channel_base 1024 and channel_max
   256 (the port's generator widths 256/128/64/32).
 
-Every side runs with its own library's defaults otherwise: on CPU in 2D, ndgan's side puts its conv weights
+Every side runs with its own library's defaults otherwise: on CPU, ndgan's side puts its conv weights
 and reals in channels-last layout, as its training loop does (``train.channels_last: auto``).
 
 ``--pythonpath`` prepends folders to the peer side's import path (stand-ins for modules the peers import
@@ -138,7 +138,7 @@ def run_side(side: str, args) -> dict:
     G.to(device).train()
     D.to(device).train()
     layout = torch.contiguous_format
-    if side == "ndgan" and device.type == "cpu" and args.nd == 2:  # as ndgan's loop does (train.channels_last)
+    if side == "ndgan" and device.type == "cpu" and args.nd in (2, 3):  # as ndgan's loop does (train.channels_last)
         from ndgan.train.state import CHANNELS_LAST, to_memory_format
 
         layout = CHANNELS_LAST[args.nd]

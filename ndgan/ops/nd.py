@@ -20,6 +20,7 @@ __all__ = [
     "conv",
     "conv_transpose",
     "max_pool",
+    "memory_format",
     "ntuple",
     "pad_conv",
     "parse_factors",
@@ -139,17 +140,81 @@ def pad(x: torch.Tensor, pads, mode: str = "zeros") -> torch.Tensor:
         x = F.pad(x, flat) if any(flat) else x
         index = tuple(slice(max(-a, 0), n - max(-b, 0)) for (a, b), n in zip(pads, x.shape[2:]))
         return x[(slice(None), slice(None)) + index]
-    for axis, (before, after) in enumerate(pads, start=2):
+    if any(n == 0 for (b, a), n in zip(pads, x.shape[2:]) if b or a):
+        raise ValueError(f"pad: cannot wrap around an empty axis (x {tuple(x.shape)}, pads {pads})")
+    if all(0 <= b <= n and 0 <= a <= n for (b, a), n in zip(pads, x.shape[2:])):
+        return _Halo.apply(x, tuple(map(tuple, pads)))  # the usual halo: copies of the ends, in x's layout
+    for axis, (before, after) in enumerate(pads, start=2):  # crops, or wrapping more than once around
         if before or after:
-            n = x.shape[axis]
-            if n == 0:
-                raise ValueError(f"pad: cannot wrap around an empty axis (x {tuple(x.shape)}, axis {axis})")
-            if 0 <= before <= n and 0 <= after <= n:  # the usual halo: copies of the two ends (faster on CPU)
-                x = torch.cat([x.narrow(axis, n - before, before), x, x.narrow(axis, 0, after)], axis)
-            else:  # crops, or wrapping more than once around
-                index = torch.arange(-before, n + after, device=x.device) % n
-                x = x.index_select(axis, index)
+            index = torch.arange(-before, x.shape[axis] + after, device=x.device) % x.shape[axis]
+            x = x.index_select(axis, index)
     return x
+
+
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """The layout of new tensors made like ``x``: channels-last where ``x`` is (and is not also plain)."""
+    fmt = _CHANNELS_LAST.get(x.ndim)
+    if fmt is not None and not x.is_contiguous() and x.is_contiguous(memory_format=fmt):
+        return fmt
+    return torch.contiguous_format
+
+
+def _halo(x: torch.Tensor, pads) -> torch.Tensor:
+    """Circular halo of at most one period per side, written into one new tensor in ``x``'s layout. The axes
+    wrap one after another, each over the axes already padded, so that the corners wrap too."""
+    sizes = x.shape[2:]
+    shape = (*x.shape[:2], *(n + b + a for n, (b, a) in zip(sizes, pads)))
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+    out[(slice(None), slice(None)) + tuple(slice(b, b + n) for n, (b, _) in zip(sizes, pads))].copy_(x)
+    for i, (n, (before, after)) in enumerate(zip(sizes, pads)):
+        axis, row = i + 2, out
+        for later in range(i + 1, len(pads)):  # the axes after this one: only their interior is written yet
+            row = row.narrow(later + 2, pads[later][0], sizes[later])
+        row.narrow(axis, 0, before).copy_(row.narrow(axis, n, before))
+        row.narrow(axis, before + n, after).copy_(row.narrow(axis, before, after))
+    return out
+
+
+def _fold(g: torch.Tensor, pads) -> torch.Tensor:
+    """The adjoint of ``_halo``: each halo added back onto the end it copies, the last axis first."""
+    fmt = memory_format(g)
+    g = g.clone(memory_format=fmt)
+    for i in reversed(range(len(pads))):
+        axis, (before, after) = i + 2, pads[i]
+        n = g.shape[axis] - before - after
+        inner = g.narrow(axis, before, n)
+        inner.narrow(axis, n - before, before).add_(g.narrow(axis, 0, before))
+        inner.narrow(axis, 0, after).add_(g.narrow(axis, before + n, after))
+        g = inner
+    return torch.empty(g.shape, dtype=g.dtype, device=g.device, memory_format=fmt).copy_(g)
+
+
+class _Halo(torch.autograd.Function):
+    """Circular halo whose backward, and every higher derivative (R1, path length), keeps the tensors' layout.
+    The chain of ``torch.cat`` it replaced summed gradients of mixed layouts, which is slow in channels-last."""
+
+    @staticmethod
+    def forward(ctx, x, pads):
+        ctx.pads = pads
+        return _halo(x, pads)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _Fold.apply(g, ctx.pads), None
+
+
+class _Fold(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, g, pads):
+        ctx.pads = pads
+        return _fold(g, pads)
+
+    @staticmethod
+    def backward(ctx, g):
+        return _Halo.apply(g, ctx.pads), None
 
 
 def spatial_slice(x: torch.Tensor, starts, lengths, steps=None) -> torch.Tensor:

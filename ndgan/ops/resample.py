@@ -205,7 +205,11 @@ def _polyphase_up(x, f, up, pads, flip_filter, gain):
     weight = kernel.expand(c, p, *kernel.shape[2:]).reshape(c * p, 1, *kernel.shape[2:])  # [C*P, 1, *k]
     z = ndops.conv(ndops.pad(x, x_pads), weight, groups=c)  # [N, C*P, *Q']: channel-major, then phases
     z = z.reshape(n, c, *up, *z.shape[2:])
-    y = x.new_empty(n, c, *[v for q, u in zip(phases, up) for v in (q, u)])  # [N, C, Q1, u1, Q2, u2, ...]
+    interleaved = [v for q, u in zip(phases, up) for v in (q, u)]
+    if ndops.memory_format(x) == torch.contiguous_format:
+        y = x.new_empty(n, c, *interleaved)  # [N, C, Q1, u1, Q2, u2, ...]
+    else:  # channels-last in, channels-last out (the reshape below keeps it)
+        y = x.new_empty(n, *interleaved, c).movedim(-1, 1)
     for combo in itertools.product(*[range(u) for u in up]):
         src = z[(slice(None), slice(None)) + combo +
                 tuple(slice(shift[r], shift[r] + q) for shift, r, q in zip(shifts, combo, phases))]

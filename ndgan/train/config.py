@@ -96,7 +96,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | float32 | bfloat16 | float16 autocast of the main passes (float16: loss scaling)
     compile: bool = False  # torch.compile the main forward passes
     tf32: bool = False  # CUDA: allow TF32 matmuls/convolutions (off: R1 and path length differentiate twice)
-    channels_last: bool | Literal["auto"] = "auto"  # conv weights and reals channels-last; auto: 2D on CPU
+    channels_last: bool | Literal["auto"] = "auto"  # conv weights and reals channels-last; auto: on CPU
     cpu_malloc_cache: bool = True  # CPU on Linux/glibc: malloc reuses freed large blocks (ndgan.train.loop.cache_cpu_allocations)
     grid_size: int = 16  # samples in each snapshot grid
     max_rollbacks: int = 3  # non-finite values roll back to the newest checkpoint at most this often, then stop
@@ -402,14 +402,13 @@ def auto_precision(device, native_bf16: bool | None = None) -> str:
 
 
 def use_channels_last(cfg: Config, device) -> bool:
-    """``train.channels_last`` on ``device``: ``auto`` is on for 2D data on a CPU, where oneDNN's convolutions
-    and above all its depthwise FIR filters are faster in that layout (benchmarks/RESULTS.md); off in 3D, where
-    the training loop with R1, path length and periodic padding was slower in it, and off on CUDA (not
-    measured). ``true`` applies it to 3D too; 1D has no such layout."""
+    """``train.channels_last`` on ``device``: ``auto`` is on for 2D and 3D data on a CPU, where oneDNN's
+    convolutions and above all its depthwise FIR filters are faster in that layout (benchmarks/RESULTS.md), and
+    off on CUDA (not measured); 1D has no such layout."""
     value = cfg.train.channels_last
     nd = len(cfg.data.shape)
     if value == "auto":
-        return getattr(device, "type", str(device)) == "cpu" and nd == 2
+        return getattr(device, "type", str(device)) == "cpu" and nd in (2, 3)
     return bool(value) and nd in (2, 3)
 
 

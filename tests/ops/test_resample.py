@@ -229,6 +229,47 @@ def test_pad_circular_every_path_equals_np_wrap(pads):
     got = ops.pad(x, pads, mode="circular")
     np.testing.assert_array_equal(got.detach().numpy(), want)
     assert gradcheck(lambda t: ops.pad(t, pads, mode="circular"), (x,), fast_mode=True)
+    # The halo's backward is its own Function: second derivatives (R1, path length) go through it too.
+    assert gradgradcheck(lambda t: ops.pad(t, pads, mode="circular") ** 2, (x,), fast_mode=True)
+
+
+_CL = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("pads", [(1, 1), (2, 0), (3, 4)])
+def test_circular_halo_keeps_channels_last_forward_and_backward(nd, pads):
+    """Halo and gradient come out in the input's layout, with the values of the plain layout: the torch.cat
+    chain it replaced returned contiguous halos whose gradients met channels-last ones in slow mixed adds."""
+    fmt = _CL[nd]
+    x = torch.randn(2, 3, *SHAPES[nd], dtype=torch.float64)
+    g = torch.randn(2, 3, *(s + sum(pads) for s in SHAPES[nd]), dtype=torch.float64)
+    want, want_grad = None, None
+    for layout in (torch.contiguous_format, fmt):
+        xl = x.contiguous(memory_format=layout).requires_grad_()
+        y = ops.pad(xl, [pads] * nd, mode="circular")
+        (grad,) = torch.autograd.grad(y, xl, g.contiguous(memory_format=layout))
+        if layout == fmt:
+            assert y.is_contiguous(memory_format=fmt) and not y.is_contiguous()
+            assert grad.is_contiguous(memory_format=fmt) and not grad.is_contiguous()
+            torch.testing.assert_close(y, want, rtol=0, atol=0)
+            torch.testing.assert_close(grad, want_grad, rtol=1e-12, atol=1e-12)
+        else:
+            assert y.is_contiguous() and grad.is_contiguous()
+            want, want_grad = y.detach(), grad
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_polyphase_up_sampling_keeps_channels_last(nd):
+    """The interleaved phases are written in the input's layout, so a channels-last network stays so."""
+    from ndgan.ops.resample import _polyphase_up
+
+    x = torch.randn(2, 3, *SHAPES[nd], dtype=torch.float64)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    want = _polyphase_up(x, f, [2] * nd, [(2, 1)] * nd, False, 2.0)
+    got = _polyphase_up(x.contiguous(memory_format=_CL[nd]), f, [2] * nd, [(2, 1)] * nd, False, 2.0)
+    assert got.is_contiguous(memory_format=_CL[nd]) and not got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("nd", ND)

@@ -141,25 +141,29 @@ def test_auto_precision_run_records_and_announces_what_ran(tmp_path, capsys):
             in capsys.readouterr().out)
 
 
-def test_channels_last_auto_is_on_for_2d_on_the_cpu_only():
+def test_channels_last_auto_is_on_for_2d_and_3d_on_the_cpu_only():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     cfg = lambda shape, value="auto": load_config(None, [f"data.shape={shape}", f"train.channels_last={value}"])  # noqa: E731
     assert use_channels_last(cfg("[32,32]"), cpu) and not use_channels_last(cfg("[32,32]"), cuda)
-    assert not use_channels_last(cfg("[16,16,16]"), cpu) and use_channels_last(cfg("[16,16,16]", "true"), cpu)
+    assert use_channels_last(cfg("[16,16,16]"), cpu) and not use_channels_last(cfg("[16,16,16]"), cuda)
+    assert not use_channels_last(cfg("[16,16,16]", "false"), cpu) and use_channels_last(cfg("[16,16,16]", "true"), cpu)
+    assert not use_channels_last(cfg("[64]"), cpu)
     assert not use_channels_last(cfg("[64]", "true"), cpu)  # no channels-last layout in 1D
     assert not use_channels_last(cfg("[32,32]", "false"), cpu)
 
 
-@pytest.mark.parametrize("nd", [2, 3])
-def test_channels_last_networks_compute_what_contiguous_ones_do(nd):
-    """train.channels_last changes where values sit in memory, not what G and D compute or their gradients."""
+@pytest.mark.parametrize("nd, padding_mode", [(2, "zeros"), (3, "zeros"), (3, "circular")])
+def test_channels_last_networks_compute_what_contiguous_ones_do(nd, padding_mode):
+    """train.channels_last changes where values sit in memory, not what G and D compute or their gradients,
+    R1's double backward included; G's output stays in the layout end to end."""
     from ndgan.nets import Discriminator
     from ndgan.train.state import CHANNELS_LAST, to_memory_format
 
     torch.manual_seed(0)
     shape = (16,) * nd
-    G = Generator(nd, shape, 2, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
-    D = Discriminator(nd, shape, 2, channel_base=128, channel_max=16)
+    G = Generator(nd, shape, 2, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16,
+                  padding_mode=padding_mode)
+    D = Discriminator(nd, shape, 2, channel_base=128, channel_max=16, padding_mode=padding_mode)
     G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
     fmt = CHANNELS_LAST[nd]
     for net in (G2, D2):
@@ -170,15 +174,20 @@ def test_channels_last_networks_compute_what_contiguous_ones_do(nd):
     z, reals = torch.randn(4, 16), torch.randn(4, 2, *shape)
     outs = []
     for g, d, x in ((G, D, reals), (G2, D2, reals.contiguous(memory_format=fmt))):
-        logits = d(g(z, noise_mode="const")) + d(x)
-        logits.sum().backward()
+        fakes = g(z, noise_mode="const")
+        assert fakes.is_contiguous(memory_format=fmt) == (g is G2)
+        x = x.detach().requires_grad_()
+        real_logits = d(x)
+        (r1_grad,) = torch.autograd.grad(real_logits.sum(), x, create_graph=True)
+        logits = d(fakes) + real_logits
+        (logits.sum() + r1_grad.square().sum()).backward()
         outs.append((logits.detach(), [p.grad for p in (*g.parameters(), *d.parameters())]))
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-4, atol=1e-5)
     for got, want in zip(outs[1][1], outs[0][1]):
         torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("value, expected", [("true", True), ("false", False), ("auto", False)])  # 3D: auto off
+@pytest.mark.parametrize("value, expected", [("true", True), ("false", False), ("auto", True)])  # auto: on, on CPU
 def test_channels_last_option_lays_out_the_training_state_and_saves_contiguous(tmp_path, value, expected):
     out = run("configs/tiny3d.yaml", tmp_path / value, "train.kimg=0.016", "train.snapshot_kimg=0.016",
               f"train.channels_last={value}")
