@@ -17,6 +17,7 @@ import yaml
 
 from .data.units import reference_affine, to_physical
 from .io import checkpoint as ckpt
+from .io.cube import write_cube
 from .io.files import atomic_write_all, output_folder
 from .io.volumes import write_nifti
 from .nets import Generator
@@ -24,7 +25,7 @@ from .nets.common import float16_in_float32
 from .ops.check import check_device
 from .viz.grid import sample_grid, save_png, tile
 
-FORMATS = ("png", "nii.gz", "h5", "npy")
+FORMATS = ("png", "nii.gz", "h5", "npy", "cube", "vti")
 
 
 def load_generator(path, device="cpu", full_precision: bool | None = None) -> Generator:
@@ -107,10 +108,14 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
         raise ValueError(f"--per-seed: writes one PNG per seed; use it with --format png, not {fmt}")
     if fmt == "png":
         targets = [out / f"seed{s:04d}.png" for s in seeds] if per_seed else [out / "samples.png"]
-    elif fmt == "nii.gz":
+    elif fmt in ("nii.gz", "cube", "vti"):
         if nd != 3:
-            raise ValueError(f"--format nii.gz: needs 3D samples, this generator makes {nd}D ones")
-        targets = [out / f"seed{s:05d}.nii.gz" for s in seeds]
+            raise ValueError(f"--format {fmt}: needs 3D samples, this generator makes {nd}D ones")
+        names = list(meta.get("channel_names") or [f"c{i}" for i in range(x.shape[1])])
+        if fmt == "cube" and x.shape[1] > 1:  # one grid per file, as the programs that read cube files expect
+            targets = [out / f"seed{s:05d}_{name}.cube" for s in seeds for name in names]
+        else:
+            targets = [out / f"seed{s:05d}.{fmt}" for s in seeds]
     else:
         targets = [out / f"samples.{fmt}"]
     existing = [p for p in targets if p.exists()]
@@ -142,6 +147,18 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
             Path(p).write_bytes(buffer.getvalue())
 
         writers = [write]
+    elif fmt in ("cube", "vti"):
+        cell = grid_cell(meta, x.shape[2:], fmt)
+        units = meta.get("units") or "unknown units"
+        if fmt == "cube":
+            def cube(sample, seed, name):
+                comment = f"ndgan sample, seed {seed}, {name} in {units}, {G.kimg:g} kimg"
+                return lambda p: write_cube(p, sample, cell, comment=comment)
+
+            writers = [cube(sample[c], seed, name) for sample, seed in zip(physical, seeds)
+                       for c, name in enumerate(names)]
+        else:
+            writers = [(lambda sample: lambda p: write_vti(p, sample, cell, names))(sample) for sample in physical]
     else:
         affine, note = reference_affine(meta, nd)
         if note:
@@ -155,6 +172,34 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
         atomic_write_all(list(zip(targets, writers)))  # every file, or none of them
     paths += targets
     return paths, notes
+
+
+def grid_cell(meta: dict, shape, fmt: str = "cube") -> np.ndarray:
+    """The cell ``[3, 3]`` (rows: the grid axes times their point counts) that samples of the training data sit
+    in: its ``cell`` in angstrom (the median of the data's periodic cells); for VTK images also its voxel
+    ``spacing`` times the grid size (millimetres for NIfTI data)."""
+    if meta.get("cell") is not None:
+        return np.asarray(meta["cell"], dtype=np.float64)
+    if fmt == "vti" and meta.get("spacing") is not None and len(meta["spacing"]) == len(shape):
+        return np.diag(np.asarray(meta["spacing"], dtype=np.float64) * np.array(shape))
+    what = "no periodic cell in angstrom" if fmt == "cube" else "no cell or voxel spacing"
+    raise ValueError(f"--format {fmt}: the training data recorded {what} to place the grid in; write "
+                     f"--format h5, npy{' or vti' if fmt == 'cube' else ''} instead, or train on data that carry "
+                     f"a cell (the energy, cube or CIF-framework sources)")
+
+
+def write_vti(path, sample: np.ndarray, cell: np.ndarray, names) -> None:
+    """VTK image data for ParaView: ``sample`` ``[C, n1, n2, n3]`` as one point array per channel, the grid
+    axes stepping by ``cell[i] / n_i`` (a non-orthogonal cell as the image's direction matrix)."""
+    import pyvista as pv
+
+    shape = sample.shape[1:]
+    lengths = np.linalg.norm(cell, axis=1)
+    grid = pv.ImageData(dimensions=shape, spacing=tuple(lengths / np.array(shape)), origin=(0.0, 0.0, 0.0))
+    grid.direction_matrix = (cell / lengths[:, None]).T  # columns: the unit grid axes
+    for name, values in zip(names, sample):
+        grid.point_data[str(name)] = np.asarray(values, dtype=np.float32).ravel(order="F")  # x fastest
+    grid.save(str(path))
 
 
 def _ws(G, seeds, truncation_psi):

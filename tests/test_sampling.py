@@ -77,6 +77,46 @@ def test_hdf5_export_in_kelvin_with_attributes(energy_run, tmp_path):
     assert kelvin.std() > 0
 
 
+def test_cube_and_vti_export_in_kelvin_on_the_training_cell(energy_run, tmp_path):
+    """One cube file per channel and seed, one VTK image per seed, both on the data's median cell."""
+    import h5py
+    import pyvista as pv
+
+    from ndgan.io.cube import read_cube
+
+    G = load_generator(energy_run)
+    with h5py.File(load_config(energy_run / "config.yaml").data.path) as h5:
+        edge = float(np.median(h5["cell_edge"][:]))
+    x = generate(G, [4, 7]).clamp(-1, 1).numpy()
+    kelvin = -4000 + (x + 1) / 2 * 9000
+    assert cli([str(energy_run), "--seeds", "4,7", "--format", "cube", "--out", str(tmp_path / "c")]) == 0
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        "seed00004_cubic_pore.cube", "seed00004_spherical_pore.cube", "seed00007_cubic_pore.cube",
+        "seed00007_spherical_pore.cube"]
+    cube = read_cube(tmp_path / "c" / "seed00007_cubic_pore.cube")
+    np.testing.assert_allclose(cube.values[0], kelvin[1, 1], rtol=1e-5, atol=1e-2)
+    np.testing.assert_allclose(cube.cell, np.eye(3) * edge, rtol=1e-5)
+    assert "cubic_pore in K" in cube.comments[0]
+    assert cli([str(energy_run), "--seeds", "4,7", "--format", "vti", "--out", str(tmp_path / "v")]) == 0
+    grid = pv.read(tmp_path / "v" / "seed00004.vti")
+    assert tuple(grid.dimensions) == (16, 16, 16)
+    np.testing.assert_allclose(grid.spacing, [edge / 16] * 3, rtol=1e-5)
+    values = np.asarray(grid.point_data["spherical_pore"]).reshape(16, 16, 16, order="F")
+    np.testing.assert_allclose(values, kelvin[0, 0], rtol=1e-5, atol=1e-2)
+
+
+def test_cube_export_needs_a_periodic_cell_vti_takes_the_spacing(nifti_run, tmp_path, capsys):
+    """NIfTI volumes have a voxel spacing in mm but no cell in angstrom: no cube, a VTK image on the spacing."""
+    import pyvista as pv
+
+    assert cli([str(nifti_run), "--n", "1", "--format", "cube", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "no periodic cell in angstrom" in err and err.count("\n") == 1 and not (tmp_path / "c").exists()
+    assert cli([str(nifti_run), "--n", "1", "--format", "vti", "--out", str(tmp_path / "v")]) == 0
+    grid = pv.read(tmp_path / "v" / "seed00000.vti")
+    np.testing.assert_allclose(grid.spacing, load_generator(nifti_run).metadata["spacing"], rtol=1e-5)
+
+
 def test_seeds_are_deterministic_and_png_is_a_picture(energy_run, tmp_path):
     G = load_generator(energy_run / "checkpoint-000000004.pt")
     a, b = generate(G, [7, 8]), generate(G, [8])

@@ -1,12 +1,13 @@
 """python -m ndgan.generate RUN_OR_CKPT --out DIR [--n 16 | --seeds 0-15] [--truncation 0.7]
-                             [--format png|nii.gz|h5|npy] [--per-seed] [--seed-rng torch|nvlabs]
+                             [--format png|nii.gz|h5|npy|cube|vti] [--per-seed] [--seed-rng torch|nvlabs]
                              [--class K | --labels FILE] [--batch 8] [--device cpu] [--overwrite]
 
 Samples from the EMA generator of a checkpoint (or a run folder's newest valid one, a safetensors export or
 an NVIDIA StyleGAN2-ADA pickle), in the training data's physical units: NIfTI per sample with the data's
 affine (channels as the 4th axis), one HDF5 dataset [N, C, *S] with attributes (seeds, truncation, channel
-names, units, spacing, checkpoint kimg, config), one NumPy array, or a PNG grid (2D images, 3D mid-slices
-per channel; --per-seed: seed0042.png each). Errors: one line, exit code 2.
+names, units, spacing, checkpoint kimg, config), one NumPy array, a PNG grid (2D images, 3D mid-slices
+per channel; --per-seed: seed0042.png each), Gaussian cube files per sample and channel on the data's
+periodic cell, or VTK images (.vti) for ParaView. Errors: one line, exit code 2.
 """
 
 from __future__ import annotations

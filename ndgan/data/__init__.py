@@ -19,6 +19,7 @@ def _energy(path, n=7000, size=32, seed=0, channels=None):
 
 
 def _sources():
+    from .cube import CubeDataset
     from .digits import DigitsDataset
     from .hdf5 import HDF5Dataset
     from .images import ImageDataset
@@ -26,10 +27,10 @@ def _sources():
     from .procedural import ProceduralDataset
 
     return {"images": ImageDataset, "hdf5": HDF5Dataset, "nifti": NiftiDataset, "energy": _energy,
-            "procedural": ProceduralDataset, "digits": DigitsDataset}
+            "procedural": ProceduralDataset, "digits": DigitsDataset, "cube": CubeDataset}
 
 
-SOURCE_NAMES = ("images", "hdf5", "nifti", "energy", "procedural", "digits")
+SOURCE_NAMES = ("images", "hdf5", "nifti", "energy", "procedural", "digits", "cube")
 #: Sources that need no data.path: they generate their data (energy caches it there when a path is given).
 BUILT_IN = ("procedural", "energy", "digits")
 #: Sources that take no path at all.

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from .units import to_unit
 
 _META_KEYS = ("value_range", "normalized", "channel_names", "units", "spacing", "affine", "periodic",
-              "channel_value_ranges", "percentiles")
+              "channel_value_ranges", "percentiles", "cell")
 
 
 def _h5py():
@@ -90,6 +90,10 @@ class HDF5Dataset(Dataset):
                 if label_key not in h5:
                     raise ValueError(f"{self.path}: no label dataset '{label_key}'")
                 self.labels = _encode_labels(np.asarray(h5[label_key]), self.length, f"{self.path}[{label_key}]")
+            if "cell" not in meta:  # periodic cells per sample (energy grids): their median, for exports
+                cell = _median_cell(h5, self.length)
+                if cell is not None:
+                    meta["cell"] = cell
         self.spatial_dims = nd
         if value_range is not None:
             meta["value_range"], meta["normalized"] = list(value_range), False
@@ -138,6 +142,16 @@ class HDF5Dataset(Dataset):
         state = self.__dict__.copy()
         state["_h5"] = state["_pid"] = None
         return state
+
+
+def _median_cell(h5, n):
+    """The median of the per-sample cells in angstrom: a ``cell`` dataset ``[N, 3, 3]`` (frameworks) or a
+    ``cell_edge`` dataset ``[N]`` (the built-in cubic cells); None without either."""
+    if "cell" in h5 and h5["cell"].shape == (n, 3, 3):
+        return np.median(np.asarray(h5["cell"], dtype=np.float64), axis=0).tolist()
+    if "cell_edge" in h5 and h5["cell_edge"].shape == (n,):
+        return (np.eye(3) * float(np.median(np.asarray(h5["cell_edge"], dtype=np.float64)))).tolist()
+    return None
 
 
 def _encode_labels(labels, n, where):
