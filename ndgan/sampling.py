@@ -94,8 +94,62 @@ def generate(G, seeds, truncation_psi=1.0, batch=8, noise_mode="const", c=None, 
     return torch.cat(out)
 
 
+def parse_targets(items) -> dict:
+    """``["heat_of_adsorption=25", ...]`` -> ``{"heat_of_adsorption": 25.0}`` (``--target``)."""
+    targets = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or not name or number is None or not np.isfinite(number):
+            raise ValueError(f"--target: expected NAME=VALUE with a finite number, e.g. heat_of_adsorption=25, "
+                             f"got {item!r}")
+        if name in targets:
+            raise ValueError(f"--target: {name} is given more than once")
+        targets[name] = number
+    return targets
+
+
+def target_labels(G, targets: dict, n: int, strict: bool = False):
+    """(labels ``[n, c_dim]``, warnings) for a model conditioned on computed properties (``data.options.labels``):
+    every label at its target, standardised as in training. A target outside the training labels' range is a
+    warning that names the range, or an error with ``strict``."""
+    meta = G.metadata
+    names = meta.get("label_names")
+    if not G.c_dim or not names:
+        raise ValueError("--target: this generator was not trained on computed property labels "
+                         "(data.options.labels); use --class or --labels")
+    unknown = [k for k in targets if k not in names]
+    missing = [k for k in names if k not in targets]
+    if unknown or missing:
+        raise ValueError(f"--target: the generator's labels are {names}; "
+                         + (f"unknown {unknown[0]!r}" if unknown else f"give {missing[0]}=VALUE too"))
+    warnings, row = [], []
+    for i, name in enumerate(names):
+        lo, hi, unit = meta["label_min"][i], meta["label_max"][i], meta["label_units"][i]
+        if not lo <= targets[name] <= hi:
+            message = (f"--target {name}={targets[name]:g} lies outside the training labels' range "
+                       f"[{lo:.4g}, {hi:.4g}] {unit}; the model extrapolates there")
+            if strict:
+                raise ValueError(message + " (--strict)")
+            warnings.append(message)
+        row.append((targets[name] - meta["label_mean"][i]) / meta["label_std"][i])
+    return torch.tensor(row, dtype=torch.float32).expand(n, -1).clone(), warnings
+
+
+def achieved_properties(G, x: torch.Tensor) -> torch.Tensor:
+    """The label properties of generated samples ``x`` ``[N, C, *S]`` in [-1, 1], measured with the physics
+    the labels were computed with: ``[N, len(label_names)]`` in their units."""
+    from .data.properties import label_values
+
+    meta = G.metadata
+    return label_values(x.clamp(-1, 1), meta["value_range"], meta["label_names"], meta.get("label_channel", 0))
+
+
 def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overwrite=False,
-                  per_seed: bool = False) -> list:
+                  per_seed: bool = False, attrs: dict | None = None) -> list:
     """Write samples ``x`` ([N, C, *S] in [-1, 1]) in ``fmt`` to folder ``out``; returns (paths, notes).
     ``per_seed`` (PNG): one picture per sample, ``seed0042.png``, at the sample's own size (a 2D image as
     it is, a volume as its mid-slices), instead of one grid."""
@@ -144,6 +198,10 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
                 for key in ("channel_names", "units", "spacing", "value_range", "channel_value_ranges", "affine"):
                     if meta.get(key) is not None:
                         ds.attrs[key] = meta[key]
+                if meta.get("value_range") is not None:
+                    ds.attrs["normalized"] = False  # physical values: the hdf5 source maps them back to [-1, 1]
+                for key, value in (attrs or {}).items():
+                    ds.attrs[key] = value
             Path(p).write_bytes(buffer.getvalue())
 
         writers = [write]

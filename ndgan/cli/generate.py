@@ -1,6 +1,7 @@
 """python -m ndgan.generate RUN_OR_CKPT --out DIR [--n 16 | --seeds 0-15] [--truncation 0.7]
                              [--format png|nii.gz|h5|npy|cube|vti] [--per-seed] [--seed-rng torch|nvlabs]
-                             [--class K | --labels FILE] [--batch 8] [--device cpu] [--overwrite]
+                             [--class K | --labels FILE | --target NAME=VALUE [--filter TOL] [--strict]]
+                             [--batch 8] [--device cpu] [--overwrite]
 
 Samples from the EMA generator of a checkpoint (or a run folder's newest valid one, a safetensors export or
 an NVIDIA StyleGAN2-ADA pickle), in the training data's physical units: NIfTI per sample with the data's
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -21,8 +23,8 @@ import torch
 from .. import cli
 from ..io.budget import check_fits
 from ..io.files import atomic_write_all, output_folder
-from ..sampling import (FORMATS, SEED_RNGS, generate, interpolation_frames, load_generator, style_mixing_grid,
-                        write_samples)
+from ..sampling import (FORMATS, SEED_RNGS, achieved_properties, generate, interpolation_frames, load_generator,
+                        parse_targets, style_mixing_grid, target_labels, write_samples)
 
 MAX_SEEDS = 1_000_000  # samples per call: a range is counted before it is expanded
 
@@ -63,6 +65,13 @@ def main(argv=None) -> int:
     p.add_argument("--class", dest="class_index", type=int, metavar="K", help="conditional models: class K for all")
     p.add_argument("--labels", metavar="FILE", help="conditional models: one label vector per seed (.npy or text, "
                    "[N, c_dim])")
+    p.add_argument("--target", action="append", metavar="NAME=VALUE",
+                   help="models trained on computed labels (data.options.labels): generate at this property, e.g. "
+                        "heat_of_adsorption=25 (kJ/mol); each sample's property is then measured and reported")
+    p.add_argument("--filter", type=float, metavar="TOL", help="with --target: keep only the samples whose "
+                   "measured properties lie within TOL of the targets")
+    p.add_argument("--strict", action="store_true", help="with --target: a target outside the training labels' "
+                   "range is an error, not a warning")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--device", default="cpu")
     p.add_argument("--style-mixing", metavar="COL_SEEDS", help="write style_mixing.png: --seeds are the rows, "
@@ -91,7 +100,19 @@ def _run(args) -> int:
     if repeated:
         raise ValueError(f"--seeds: {repeated[0]} is given more than once; a seed always gives the same sample")
     G = load_generator(args.source, args.device)
-    c = labels(G, args.class_index, args.labels, len(seeds))
+    targets = parse_targets(args.target) if args.target else None
+    if targets is None and (args.filter is not None or args.strict):
+        raise ValueError("--filter and --strict: options of --target NAME=VALUE")
+    if args.filter is not None and not (math.isfinite(args.filter) and args.filter > 0):
+        raise ValueError(f"--filter: expected a positive tolerance in the label's units, got {args.filter}")
+    if targets is not None:
+        if args.class_index is not None or args.labels:
+            raise ValueError("--target: give it instead of --class or --labels, not with them")
+        c, warnings = target_labels(G, targets, len(seeds), args.strict)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    else:
+        c = labels(G, args.class_index, args.labels, len(seeds))
     if args.style_mixing or args.interpolate:
         if G.c_dim:
             raise ValueError("--style-mixing / --interpolate: this generator is conditional; the figures are made "
@@ -103,12 +124,43 @@ def _run(args) -> int:
     if not torch.isfinite(x).all():  # e.g. weights that overflow: never written as if they were samples
         raise ValueError(f"{args.source}: the generator made non-finite samples (NaN or Inf) with these seeds; "
                          f"nothing was written; its weights are broken: use an earlier checkpoint")
-    paths, notes = write_samples(x, G, seeds, args.out, args.format, args.truncation, args.overwrite, args.per_seed)
+    attrs = None
+    if targets is not None:
+        x, seeds, attrs = _report_targets(G, x, seeds, targets, args.filter)
+    paths, notes = write_samples(x, G, seeds, args.out, args.format, args.truncation, args.overwrite, args.per_seed,
+                                 attrs)
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {len(seeds)} samples ({args.format}) from {args.source} ({G.kimg:g} kimg) to "
           f"{paths[0] if len(paths) == 1 else args.out}")
     return 0
+
+
+def _report_targets(G, x, seeds, targets, tolerance):
+    """Measure every sample's label properties, print target against achieved (mean, spread), keep those within
+    ``tolerance`` (``--filter``); returns (samples, seeds, HDF5 attributes)."""
+    names, units = G.metadata["label_names"], G.metadata["label_units"]
+    achieved = achieved_properties(G, x)  # [N, L]
+    want = torch.tensor([targets[n] for n in names], dtype=torch.float64)
+    keep = torch.ones(len(x), dtype=torch.bool)
+    if tolerance is not None:
+        keep = ((achieved - want).abs() <= tolerance).all(1)
+        if not keep.any():
+            raise ValueError(f"--filter {tolerance:g}: none of the {len(x)} samples lies within it of the targets "
+                             f"(achieved {achieved.mean(0).tolist()}); nothing was written; generate more (--n) or "
+                             f"widen the tolerance")
+    attrs = {}
+    for i, (name, unit) in enumerate(zip(names, units)):
+        values = achieved[:, i]
+        print(f"{name}: target {targets[name]:g} {unit}, achieved {values.mean():.4g} +- {values.std():.2g} "
+              f"(mean +- std over {len(x)} samples)"
+              + (f"; {int(keep.sum())} within {tolerance:g} kept" if tolerance is not None else ""))
+        attrs.update({f"target_{name}": targets[name], f"achieved_mean_{name}": float(values.mean()),
+                      f"achieved_std_{name}": float(values.std()), f"achieved_{name}": values[keep].numpy()})
+    if tolerance is not None:
+        attrs["filter_tolerance"] = tolerance
+    index = keep.nonzero()[:, 0]
+    return x[index], [seeds[i] for i in index.tolist()], attrs
 
 
 def labels(G, class_index, path, n: int):

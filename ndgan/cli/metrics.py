@@ -1,10 +1,12 @@
 """python -m ndgan.metrics RUN_OR_CKPT --metrics fid,kid [--data PATH] [--num N] [--inception PATH] ...
+   python -m ndgan.metrics --samples FILE.h5 --data REAL.h5 --metrics energy,msssim,hist
 
 Evaluates the EMA generator of a checkpoint (or of a run folder's newest valid one) against its training data
 (the data section of the checkpoint's config; --data points it elsewhere). Settings default to the run's
 'metrics' config section. Prints one line per value, next to its real-vs-real baseline where there is one, and
 writes the results as JSON (--json FILE; by default a line appended to RUN/metrics.jsonl when given a run
-folder). Errors: one line, exit code 2.
+folder). With --samples, a file of samples made elsewhere (generate --format h5, or any HDF5 dataset in the
+real data's units) is the generated side instead of a checkpoint. Errors: one line, exit code 2.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ def main(argv=None) -> int:
     p = cli.ArgumentParser(prog="python -m ndgan.metrics", description=__doc__.split("\n\n")[1].strip(),
                                 epilog="Metrics: " + "; ".join(f"{k}: {v}" for k, v in METRICS.items()),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("source", metavar="RUN_OR_CKPT", help="checkpoint file or run folder")
+    p.add_argument("source", metavar="RUN_OR_CKPT", nargs="?", help="checkpoint file or run folder")
+    p.add_argument("--samples", metavar="FILE.h5", help="evaluate these samples (an HDF5 dataset 'data' [N, C, *S], "
+                                                        "e.g. from generate --format h5) against --data instead")
     p.add_argument("--metrics", required=True, help="comma-separated names, e.g. fid,kid,pr or energy,msssim,hist")
     p.add_argument("--data", help="real data path (default: the checkpoint config's data.path)")
     p.add_argument("--num", type=int, help="generated samples (default: metrics.num_gen of the run's config)")
@@ -58,6 +62,11 @@ def _run(args) -> int:
         raise FileNotFoundError(f"{args.json}: the folder {Path(args.json).parent} does not exist")
     from ..data import BUILT_IN, PATHLESS, open_dataset
     from ..sampling import load_generator
+
+    if args.samples:
+        return _run_samples(args, names)
+    if not args.source:
+        raise ValueError("RUN_OR_CKPT: give a checkpoint or run folder, or --samples FILE.h5 with --data")
     from ..train.config import from_dict
     from ..data.configured import metrics_dataset, path_exists, source_options
     from ..metrics.evaluate import Evaluator
@@ -107,6 +116,45 @@ def _run(args) -> int:
     saved = (f"written to {args.json}" if args.json else "appended to metrics.jsonl" if Path(args.source).is_dir()
              else "not saved (pass --json FILE)")
     print(f"{seconds:.1f} s; results {saved}")
+    return 0
+
+
+def _run_samples(args, names) -> int:
+    """``--samples FILE --data REAL``: the metrics of a file of samples against real data in the same units."""
+    from ..data.hdf5 import HDF5Dataset
+    from ..metrics.evaluate import Evaluator
+    from ..metrics.settings import MetricSettings
+
+    if args.source:
+        raise ValueError("--samples: give either RUN_OR_CKPT or --samples FILE.h5, not both")
+    if not args.data:
+        raise ValueError("--samples: needs --data REAL.h5, the real data to compare the samples with")
+    for flag, path in (("--samples", args.samples), ("--data", args.data)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{flag}: {path} does not exist")
+    samples, real = HDF5Dataset(args.samples), HDF5Dataset(args.data)
+    for key in ("value_range", "units", "channel_names"):
+        a, b = (list(v) if isinstance(v, (list, tuple)) else v for v in (samples.metadata.get(key),
+                                                                         real.metadata.get(key)))
+        if a is not None and b is not None and a != b:
+            raise ValueError(f"--samples {args.samples}: {key} {a!r}, the real data's {b!r}; the two sides must be "
+                             f"in the same units")
+    if (samples.channels, *samples.shape) != (real.channels, *real.shape):
+        raise ValueError(f"--samples {args.samples}: samples of {[samples.channels, *samples.shape]}, the real "
+                         f"data's {[real.channels, *real.shape]}")
+    overrides = {"num_gen": len(samples), "num_real": args.num_real, "batch": args.batch, "seed": args.seed,
+                 "inception": args.inception, "features": args.features, "features_program": args.features_program}
+    settings = dataclasses.replace(MetricSettings(), **{k: v for k, v in overrides.items() if v is not None})
+    evaluator = Evaluator(names, real, settings, args.device, metadata=real.metadata)
+    start = time.perf_counter()
+    results, info = evaluator.evaluate_samples(samples)
+    seconds = time.perf_counter() - start
+    print(format_results(results, info))
+    if args.json:
+        write_json(Path(args.json), json_safe({"samples": args.samples, "data": args.data, "metrics": list(names),
+                                               "results": results, "info": info, "seconds": round(seconds, 2),
+                                               "settings": dataclasses.asdict(settings)}))
+    print(f"{seconds:.1f} s; results " + (f"written to {args.json}" if args.json else "not saved (pass --json FILE)"))
     return 0
 
 

@@ -11,11 +11,12 @@ import difflib
 import inspect
 
 
-def _energy(path, n=7000, size=32, seed=0, channels=None):
+def _energy(path, n=7000, size=32, seed=0, channels=None, labels=None, label_channel=0):
     from . import energy
     from .hdf5 import HDF5Dataset
 
-    return HDF5Dataset(energy.ensure(path, n, size, seed), channels=channels)
+    return HDF5Dataset(energy.ensure(path, n, size, seed), channels=channels, labels=labels,
+                       label_channel=label_channel)
 
 
 def _sources():

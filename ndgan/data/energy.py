@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 from ..io.files import atomic_write, check_free_space
+from .properties import write_properties
 
 EPSILON_K = 115.0  # probe-O well depth, eps / k_B in kelvin
 SIGMA_A = 3.47  # probe-O size, Angstrom
@@ -142,6 +143,7 @@ def write_hdf5(path, n: int, size: int = 32, seed: int = 0, overwrite: bool = Fa
             done = 0
             for x, edge, radius in generate(n, size, seed):
                 data[done:done + len(x)] = x.numpy()
+                write_properties(h5, x, ENERGY_RANGE_K, done, n)
                 edges[done:done + len(x)] = edge.numpy()
                 radii[done:done + len(x)] = radius.numpy()
                 done += len(x)

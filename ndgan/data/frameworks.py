@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .energy import CUTOFF_A, ENERGY_RANGE_K, EPSILON_K, PAIR_CAP_K, SIGMA_A
+from .properties import write_properties
 
 #: TraPPE united-atom methane: eps / k_B in kelvin, sigma in Angstrom.
 PROBE = (148.0, 3.73)
@@ -252,7 +253,9 @@ def write_hdf5(inputs, out, size: int = 32, params=None, overwrite: bool = False
             h5.create_dataset("name", data=[fw.name for fw in frameworks], dtype=h5py.string_dtype())
             h5.create_dataset("file", data=[str(f) for f in files], dtype=h5py.string_dtype())
             for i, (f, fw) in enumerate(zip(files, frameworks)):
-                data[i, 0] = normalised(energy_grid(fw, size, table, where=str(f))).numpy()
+                grid = normalised(energy_grid(fw, size, table, where=str(f))).float()
+                data[i, 0] = grid.numpy()
+                write_properties(h5, grid[None, None], ENERGY_RANGE_K, i, len(files))
                 if progress:
                     progress(i + 1, len(files))
             lo, hi = ENERGY_RANGE_K

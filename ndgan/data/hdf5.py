@@ -53,7 +53,8 @@ class HDF5Dataset(Dataset):
     file and the sample.
     """
 
-    def __init__(self, path, key="data", spatial_dims=None, value_range=None, label_key=None, channels=None):
+    def __init__(self, path, key="data", spatial_dims=None, value_range=None, label_key=None, channels=None,
+                 labels=None, label_channel=0):
         h5py = _h5py()
         self.path, self.key, self.label_key = Path(path), key, label_key
         if not self.path.is_file():
@@ -90,6 +91,11 @@ class HDF5Dataset(Dataset):
                 if label_key not in h5:
                     raise ValueError(f"{self.path}: no label dataset '{label_key}'")
                 self.labels = _encode_labels(np.asarray(h5[label_key]), self.length, f"{self.path}[{label_key}]")
+            if labels is not None:  # continuous labels computed from the energy grids (data.properties)
+                if label_key is not None:
+                    raise ValueError("data.options.labels and label_key: give one of them, not both")
+                self.labels, label_meta = _property_labels(h5, ds, meta, labels, label_channel, self.path, key)
+                meta.update(label_meta)
             if "cell" not in meta:  # periodic cells per sample (energy grids): their median, for exports
                 cell = _median_cell(h5, self.length)
                 if cell is not None:
@@ -142,6 +148,42 @@ class HDF5Dataset(Dataset):
         state = self.__dict__.copy()
         state["_h5"] = state["_pid"] = None
         return state
+
+
+def _property_labels(h5, ds, meta, names, channel, path, key):
+    """(labels ``[N, len(names)]`` standardised, metadata) of the energy-grid properties ``names``: read from
+    the file's ``properties/<name>`` datasets ``[N, C]`` (written with the grids), computed from the grids
+    otherwise. The metadata keeps what maps them back: names, units, channel, mean, std and range."""
+    from .properties import LABELS, check_label_names, label_values
+
+    names = check_label_names(names)
+    channels = ds.shape[1] if ds.ndim == 5 else 1
+    if not isinstance(channel, int) or not 0 <= channel < channels:
+        raise ValueError(f"data.options.label_channel: expected 0 to {channels - 1}, got {channel!r}")
+    n = ds.shape[0]
+    stored = "properties" in h5 and all(name in h5["properties"] and h5["properties"][name].shape[0] == n
+                                         for name in names)
+    if stored:
+        columns = [np.asarray(h5["properties"][name], dtype=np.float64).reshape(n, -1)[:, channel] for name in names]
+        values = torch.from_numpy(np.stack(columns, 1))
+    else:
+        if meta.get("value_range") is None or ds.ndim != 5:
+            raise ValueError(f"{path}[{key}]: data.options.labels needs energy grids [N, C, D, H, W] with a "
+                             f"value_range attribute (kelvin), or a 'properties' group with {names}")
+        parts = []
+        for start in range(0, n, 256):
+            x = torch.from_numpy(np.asarray(ds[start:start + 256], dtype=np.float32))
+            if not meta.get("normalized", True):
+                x = to_unit(x, {"value_range": meta["value_range"]})
+            parts.append(label_values(x, meta["value_range"], names, channel))
+        values = torch.cat(parts)
+    if not torch.isfinite(values).all():
+        raise ValueError(f"{path}: non-finite {names} labels; check the grids")
+    mean, std = values.mean(0), values.std(0).clamp_min(1e-12)
+    label_meta = {"label_names": names, "label_units": [LABELS[name][1] for name in names],
+                  "label_channel": channel, "label_mean": mean.tolist(), "label_std": std.tolist(),
+                  "label_min": values.min(0).values.tolist(), "label_max": values.max(0).values.tolist()}
+    return ((values - mean) / std).float(), label_meta
 
 
 def _median_cell(h5, n):

@@ -9,6 +9,8 @@ split in halves (even and odd draws) and compared with each other, so a value ca
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ..ops import nd as ndops
@@ -34,6 +36,10 @@ def _pool(x, size):
     c = x.shape[1]
     kernel = torch.ones(c, 1, *factors, dtype=x.dtype, device=x.device) / float(torch.tensor(factors).prod())
     return ndops.conv(x, kernel, stride=factors, groups=c)
+
+
+def _sample(item):
+    return item[0] if isinstance(item, (list, tuple)) else item
 
 
 class Evaluator:
@@ -206,6 +212,35 @@ class Evaluator:
                     info[name] = note
         finally:
             G.train(was_training)
+        return results, info
+
+    @torch.no_grad()
+    def evaluate_samples(self, samples, batch: int | None = None):
+        """Every metric of a set of samples made elsewhere (``samples[i]``: ``[C, *S]`` in [-1, 1], e.g. an
+        ``HDF5Dataset`` of a ``generate --format h5`` file): all of them are the generated side. Returns
+        ``(results, info)``; ``ppl`` needs the generator itself and is refused."""
+        if "ppl" in self.names:
+            raise ValueError("--metrics ppl: perceptual path length walks the generator's latent space; it needs "
+                             "a checkpoint, not a file of samples")
+        n, batch = len(samples), batch or self.s.batch
+        if n < 2:
+            raise ValueError(f"--samples: {n} sample; the metrics need at least 2")
+        real = self.prepare_real()
+        self.s = dataclasses.replace(self.s, num_gen=n)  # what _counts and the notes report
+        if self.slice_net is not None:
+            for tracker in self.slice_fid:
+                tracker.reset()
+
+        def batches():
+            for i in range(0, n, batch):
+                yield torch.stack([_sample(samples[j]) for j in range(i, min(i + batch, n))])
+
+        fake = self._accumulate(batches(), real=False)
+        results, info = {}, {}
+        for name in self.names:
+            out, note = getattr(self, f"_{name}")(None, real, fake)
+            results.update(out)
+            info[name] = note
         return results, info
 
     # Each metric: (flat results, what it used).
