@@ -30,6 +30,7 @@ def test_targets_become_the_standardised_labels(run):
     G = load_generator(run)
     m = G.metadata
     assert G.c_dim == 2 and m["label_names"] == ["heat_of_adsorption", "void_fraction"]
+    assert G.init_kwargs["continuous_labels"] and G.mapping.continuous_labels  # real-valued labels
     c, warnings = target_labels(G, {"heat_of_adsorption": m["label_mean"][0] + 0.5 * m["label_std"][0],
                                     "void_fraction": m["label_mean"][1]}, 3)
     torch.testing.assert_close(c, torch.tensor([[0.5, 0.0]] * 3))

@@ -48,9 +48,10 @@ def check_attn_res(attn_res, shapes, attn_heads, name="attn_res"):
     return attn_res
 
 
-def build_networks(cfg, c_dim: int):
-    """G and D for a training config (``cfg.data``, ``cfg.G``, ``cfg.D``); a constructor's complaint about an
-    argument becomes a ValueError naming its config key (``G.w_dim``, ``data.shape``)."""
+def build_networks(cfg, c_dim: int, continuous_labels: bool = False):
+    """G and D for a training config (``cfg.data``, ``cfg.G``, ``cfg.D``) and ``c_dim`` labels (real-valued ones
+    with ``continuous_labels``); a constructor's complaint about an argument becomes a ValueError naming its
+    config key (``G.w_dim``, ``data.shape``)."""
     from .discriminator import Discriminator
     from .generator import Generator
 
@@ -60,7 +61,8 @@ def build_networks(cfg, c_dim: int):
     for section, cls in (("G", Generator), ("D", Discriminator)):
         kwargs = vars(getattr(cfg, section))
         try:
-            nets.append(cls(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode, **kwargs))
+            nets.append(cls(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode,
+                            continuous_labels=continuous_labels and c_dim > 0, **kwargs))
         except ValueError as e:
             name, _, rest = str(e).partition(": ")
             key = {"shape": "data.shape", "channels": "data.channels"}.get(name)

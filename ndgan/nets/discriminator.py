@@ -93,7 +93,7 @@ class Discriminator(nn.Module):
     def __init__(self, spatial_dims, shape, channels, c_dim=0, channel_base=32768, channel_max=512,
                  architecture="resnet", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE,
                  mbstd_group_size=4, mbstd_num_channels=1, cmap_dim=None, mapping_layers=8, attn_res=(),
-                 attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS):
+                 attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS, continuous_labels=False):
         super().__init__()
         if resample_filter is None:
             resample_filter = ops.DEFAULT_TAPS
@@ -122,7 +122,8 @@ class Discriminator(nn.Module):
                 attention=max(shapes[i]) in attn_res, attn_heads=attn_heads, padding_mode=padding_mode,
                 resample_filter=resample_filter))
         if c_dim:
-            self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, None, mapping_layers, w_avg_beta=None)
+            self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, None, mapping_layers, w_avg_beta=None,
+                                          continuous_labels=continuous_labels)
         self.epilogue = DiscriminatorEpilogue(spatial_dims, ch[0], self.cmap_dim, shapes[0], channels, architecture,
                                               mbstd_group_size, mbstd_num_channels, conv_clamp, padding_mode)
         # Plain data that rebuilds this network (checkpoints store it); made after validation.
@@ -132,7 +133,7 @@ class Discriminator(nn.Module):
             num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, mbstd_group_size=mbstd_group_size,
             mbstd_num_channels=mbstd_num_channels, cmap_dim=cmap_dim, mapping_layers=mapping_layers,
             attn_res=tuple(attn_res), attn_heads=attn_heads, padding_mode=padding_mode,
-            resample_filter=tuple(float(t) for t in resample_filter))
+            resample_filter=tuple(float(t) for t in resample_filter), continuous_labels=bool(continuous_labels))
 
     def forward(self, x, c=None):
         expected = (self.channels, *self.shape)

@@ -134,7 +134,7 @@ class Generator(nn.Module):
                  channel_base=32768, channel_max=512, architecture="skip", base_shape=None, conv_clamp=None,
                  num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE, attn_res=(), attn_heads=1, padding_mode="zeros",
                  resample_filter=ops.DEFAULT_TAPS, mapping_lr_multiplier=0.01, w_avg_beta=0.995, output_clamp=None,
-                 use_noise=True):
+                 use_noise=True, continuous_labels=False):
         super().__init__()
         if resample_filter is None:
             resample_filter = ops.DEFAULT_TAPS
@@ -147,7 +147,8 @@ class Generator(nn.Module):
         self.spatial_dims, self.shape, self.channels = spatial_dims, self.synthesis.shape, channels
         self.z_dim, self.w_dim, self.c_dim, self.num_ws = z_dim, w_dim, c_dim, self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, mapping_layers,
-                                      lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta)
+                                      lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
+                                      continuous_labels=continuous_labels)
         # Plain data that rebuilds this network (checkpoints store it); made after validation.
         self.init_kwargs = dict(
             spatial_dims=spatial_dims, shape=self.shape, channels=channels, z_dim=z_dim, w_dim=w_dim, c_dim=c_dim,
@@ -156,7 +157,8 @@ class Generator(nn.Module):
             num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, attn_res=tuple(attn_res), attn_heads=attn_heads,
             padding_mode=padding_mode, resample_filter=tuple(float(t) for t in resample_filter),
             mapping_lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta,
-            output_clamp=self.synthesis.output_clamp, use_noise=use_noise)
+            output_clamp=self.synthesis.output_clamp, use_noise=use_noise,
+            continuous_labels=bool(continuous_labels))
 
     def forward(self, z, c=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="random", fused=None,
                 update_w_avg=None):

@@ -13,14 +13,16 @@ from ..layers import EqualLinear
 class MappingNetwork(nn.Module):
     """``z [N, z_dim]``, ``c [N, c_dim]`` -> ``w [N, w_dim]``, or ``ws [N, num_ws, w_dim]`` if ``num_ws``.
 
-    z and the label embedding are each normalised by their second moment and concatenated; ``num_layers``
+    z and the label embedding are each normalised by their second moment and concatenated (with
+    ``continuous_labels`` the embedding is not normalised: for real-valued labels, standardised by the data,
+    the normalisation would keep only the direction of ``embed(c)``, which for one label is its sign); ``num_layers``
     fully connected lrelu layers follow with learning-rate multiplier ``lr_multiplier`` (0.01 in StyleGAN2).
     ``w_avg`` follows the mean w during training (``w_avg_beta`` 0.995); truncation is
     ``w_avg + psi * (w - w_avg)`` on the first ``truncation_cutoff`` ws (all when None).
     """
 
     def __init__(self, z_dim, c_dim, w_dim, num_ws=None, num_layers=8, embed_features=None, layer_features=None,
-                 activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995):
+                 activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995, continuous_labels=False):
         super().__init__()
         for name, v in (("z_dim", z_dim), ("c_dim", c_dim)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
@@ -30,7 +32,7 @@ class MappingNetwork(nn.Module):
         if not isinstance(num_layers, int) or num_layers < 1:
             raise ValueError(f"mapping_layers: expected a positive int, got {num_layers!r}")
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
-        self.w_avg_beta = w_avg_beta
+        self.w_avg_beta, self.continuous_labels = w_avg_beta, bool(continuous_labels)
         embed_features = (w_dim if c_dim else 0) if embed_features is None else embed_features
         layer_features = w_dim if layer_features is None else layer_features
         if c_dim:
@@ -52,7 +54,8 @@ class MappingNetwork(nn.Module):
             _check_2d("c", c, self.c_dim)
             if x is not None and c.shape[0] != x.shape[0]:
                 raise ValueError(f"c: batch size {c.shape[0]} differs from z's {x.shape[0]}")
-            y = ops.normalize_2nd_moment(self.embed(c.to(torch.float32)))
+            y = self.embed(c.to(torch.float32))
+            y = y if self.continuous_labels else ops.normalize_2nd_moment(y)
             x = y if x is None else torch.cat([x, y], dim=1)
         elif c is not None and (not isinstance(c, torch.Tensor) or c.numel()):
             raise ValueError(f"c: this network is unconditional (c_dim=0), got {type(c).__name__} "

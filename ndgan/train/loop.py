@@ -54,7 +54,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
     torch.manual_seed(t.seed * 1_000_003 + rank)
     check_training_fits(cfg, device)
     dataset, c_dim = open_training_data(cfg)
-    s = TrainingState(cfg, c_dim, device)
+    # Labels the data compute (data.options.labels) are real-valued: their embedding keeps its magnitude.
+    s = TrainingState(cfg, c_dim, device, bool((getattr(dataset, "metadata", {}) or {}).get("label_names")))
     if state is not None:
         s.restore(state, rank)
     elif init is not None:

@@ -25,9 +25,9 @@ class TrainingState:
     """G, D, G_ema, their optimisers and scalers, ADA, ``step``, ``nimg``, ``pl_mean`` and ``lr_scale`` for
     ``cfg`` on ``device``; lazy regularisation intervals are 0 where the term is off."""
 
-    def __init__(self, cfg: Config, c_dim: int, device):
+    def __init__(self, cfg: Config, c_dim: int, device, continuous_labels: bool = False):
         t, self.cfg, self.device = cfg.train, cfg, device
-        G, D = build_networks(cfg, c_dim)
+        G, D = build_networks(cfg, c_dim, continuous_labels)
         self.G, self.D = G.to(device).train(), D.to(device).train()
         self.memory_format = None
         if use_channels_last(cfg, device):  # before G_ema and the optimisers, which follow the layout

@@ -343,3 +343,19 @@ def test_mapping_accepts_other_float_dtypes_and_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         img = G(torch.randn(4, 16), truncation_psi=0.7)
     assert G.mapping.w_avg.dtype == torch.float32 and torch.isfinite(img).all()
+
+
+def test_continuous_labels_keep_their_magnitude_one_hot_ones_are_normalised():
+    """One real-valued label: a normalised embedding is unit-norm, so the bias-free embedding of c and 2c is the
+    same vector and the mapping cannot tell them apart; with continuous_labels it can, continuously."""
+    from ndgan.nets.mapping import MappingNetwork
+
+    torch.manual_seed(0)
+    for continuous in (False, True):
+        m = MappingNetwork(0, 1, 8, num_layers=2, w_avg_beta=None, continuous_labels=continuous)
+        with torch.no_grad():
+            m.embed.bias.zero_()
+        w = m(None, torch.tensor([[1.0], [2.0], [2.001]]))
+        assert torch.allclose(w[0], w[1], atol=1e-6) != continuous
+        if continuous:
+            assert (w[2] - w[1]).norm() < 0.01 * (w[1] - w[0]).norm()
