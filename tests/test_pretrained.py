@@ -68,3 +68,23 @@ def test_energy16_generator_cli_export_render_and_physics(tmp_path, capsys):
     _agrees(results, RECORD["energy16"]["results"],
             ["energy_log10_henry_w1", "energy_heat_kj_mol_w1", "energy_void_fraction_w1",
              "energy_void_fraction_w1_baseline", "msssim", "msssim_real", "hist_w1"])
+
+
+def test_conditional_generator_follows_its_target_monotonically(tmp_path, capsys):
+    """pretrained/energy8cond.safetensors (benchmarks/quality/energy8cond.py): cells generated at rising target
+    void fractions have rising measured void fractions, through the command that users type."""
+    weights = str(PRETRAINED / "energy8cond.safetensors")
+    G = load_generator(weights)
+    assert G.metadata["label_names"] == ["void_fraction"] and G.init_kwargs["continuous_labels"]
+    lo, hi = G.metadata["label_min"][0], G.metadata["label_max"][0]
+    means = []
+    for q in (0.2, 0.5, 0.8):
+        target = lo + q * (hi - lo)
+        out = tmp_path / f"q{q}"
+        assert generate_cli([weights, "--n", "128", "--format", "h5", "--out", str(out),
+                             "--target", f"void_fraction={target}"]) == 0
+        assert f"void_fraction: target {target:g} fraction, achieved" in capsys.readouterr().out
+        with h5py.File(out / "samples.h5") as f:
+            means.append(float(f["data"].attrs["achieved_mean_void_fraction"]))
+    assert means[0] < means[1] < means[2], means
+    assert means[2] - means[0] > 0.3 * 0.6 * (hi - lo), means  # it moves by a good part of the targets' span
