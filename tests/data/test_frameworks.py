@@ -216,6 +216,16 @@ def test_cli_writes_the_frameworks_and_the_dataset_reads_them(tmp_path):
     assert values.min() >= -1 and values.max() <= 1 and values.min() < 0.5  # attractive points exist
     ds = HDF5Dataset(out)
     assert ds[0].shape == (1, 8, 8, 8) and ds.metadata["periodic"] and ds.metadata["units"] == "K"
+    np.testing.assert_allclose(ds.metadata["cell"], np.median(np.stack([frameworks.read_cif(CIFS / f"{n}.cif").cell
+                                                                        for n in ("CHA", "IRMOF-1", "SOD")]), 0),
+                               rtol=1e-5)
+    # the adsorption properties are stored per framework and serve as conditioning labels
+    labelled = HDF5Dataset(out, labels=["heat_of_adsorption"])
+    with h5py.File(out) as h5:
+        heats = h5["properties/heat_of_adsorption"][:, 0]
+    m = labelled.metadata
+    np.testing.assert_allclose(float(labelled[2][1][0]) * m["label_std"][0] + m["label_mean"][0], heats[2], rtol=1e-5)
+    assert heats[1] < heats[0]  # IRMOF-1's wide pores hold methane more weakly than chabazite's cages
     # the CHA grid is the clipped, normalised energy
     cha = frameworks.normalised(frameworks.energy_grid(frameworks.read_cif(CIFS / "CHA.cif"), 8)).float()
     torch.testing.assert_close(ds[0][0], cha)
