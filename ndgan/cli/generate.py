@@ -143,6 +143,9 @@ def _report_targets(G, x, seeds, targets, tolerance):
     achieved = achieved_properties(G, x)  # [N, L]
     want = torch.tensor([targets[n] for n in names], dtype=torch.float64)
     keep = torch.ones(len(x), dtype=torch.bool)
+    if tolerance is not None and len(names) > 1:
+        raise ValueError(f"--filter: one tolerance cannot serve the labels {names} in their different units; "
+                         f"use it with a one-label model, or filter the HDF5 output's achieved_* attributes")
     if tolerance is not None:
         keep = ((achieved - want).abs() <= tolerance).all(1)
         if not keep.any():
@@ -155,8 +158,10 @@ def _report_targets(G, x, seeds, targets, tolerance):
         print(f"{name}: target {targets[name]:g} {unit}, achieved {values.mean():.4g} +- {values.std():.2g} "
               f"(mean +- std over {len(x)} samples)"
               + (f"; {int(keep.sum())} within {tolerance:g} kept" if tolerance is not None else ""))
-        attrs.update({f"target_{name}": targets[name], f"achieved_mean_{name}": float(values.mean()),
-                      f"achieved_std_{name}": float(values.std()), f"achieved_{name}": values[keep].numpy()})
+        kept = values[keep]  # what is written: the kept samples' values, mean and spread
+        attrs.update({f"target_{name}": targets[name], f"achieved_mean_{name}": float(kept.mean()),
+                      f"achieved_std_{name}": float(kept.std()) if len(kept) > 1 else 0.0,
+                      f"achieved_{name}": kept.numpy()})
     if tolerance is not None:
         attrs["filter_tolerance"] = tolerance
     index = keep.nonzero()[:, 0]

@@ -1,5 +1,7 @@
-"""Data source of Gaussian cube files: a folder (or glob) of energy grids as RASPA, PEGrid or
-PorousMaterials.jl write them, one grid per file, read once at open.
+"""Data source of Gaussian cube files: a folder (or glob) of periodic energy grids, one grid per file, read
+once at open. Lengths follow Gaussian's convention (bohr for positive point counts, angstrom for negative
+ones), and grid point ``(i, j, k)`` sits at ``(i, j, k) / n`` of the cell (no duplicated face): files from
+programs that write the closing face too, or angstrom with positive counts, need converting first.
 
 Values are taken in ``units`` (the format records none; kelvin by default), clipped to ``value_range`` and
 mapped to [-1, 1], like the built-in energy grids; several values per point become channels. Every file must
@@ -35,6 +37,9 @@ class CubeDataset(Dataset):
     """Samples ``[m, n1, n2, n3]`` float32 in [-1, 1] of the cube files at ``path``."""
 
     def __init__(self, path, value_range=ENERGY_RANGE_K, units="K", periodic=True, channel_names=None):
+        if units != "K" and tuple(value_range or ()) == tuple(ENERGY_RANGE_K):
+            raise ValueError(f"data.options.value_range: the default [-4000, 5000] is in kelvin, the data in {units}; "
+                             f"give the clip range in {units}")
         if value_range is None or len(value_range) != 2 or not value_range[0] < value_range[1]:
             raise ValueError(f"value_range: expected [lo, hi] with lo < hi in {units}, got {value_range!r}")
         self.files = find_cubes(path)

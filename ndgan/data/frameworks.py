@@ -84,9 +84,9 @@ def load_parameters(path=None) -> dict:
         text = path.read_text()
     except OSError as e:
         raise FileNotFoundError(f"{path}: cannot read the pair-parameter file ({e.strerror})") from None
-    try:
-        import yaml
+    import yaml
 
+    try:
         given = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
     except Exception as e:  # noqa: BLE001 - a parse error of either format, reported in one line
         raise ValueError(f"{path}: not a valid pair-parameter file ({str(e).splitlines()[0]}); expected a "
@@ -147,6 +147,7 @@ def read_cif(path) -> Framework:
     if not np.isfinite(cell).all() or abs(np.linalg.det(cell)) < 1e-6:
         raise ValueError(f"{path}: degenerate cell {c.a:g} {c.b:g} {c.c:g} / {c.alpha:g} {c.beta:g} {c.gamma:g}")
     fract = np.array([[s.fract.x, s.fract.y, s.fract.z] for s in sites]) % 1.0
+    fract[fract >= 1.0] = 0.0  # -1e-17 % 1 is 1.0
     elements = [s.element.name for s in sites]
     return Framework(block.name or path.stem, cell, fract, elements)
 

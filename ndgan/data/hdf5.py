@@ -94,7 +94,9 @@ class HDF5Dataset(Dataset):
             if labels is not None:  # continuous labels computed from the energy grids (data.properties)
                 if label_key is not None:
                     raise ValueError("data.options.labels and label_key: give one of them, not both")
-                self.labels, label_meta = _property_labels(h5, ds, meta, labels, label_channel, self.path, key)
+                given = {"value_range": list(value_range), "normalized": False} if value_range is not None else {}
+                self.labels, label_meta = _property_labels(h5, ds, {**meta, **given}, labels, label_channel,
+                                                           self.path, key)
                 meta.update(label_meta)
             if "cell" not in meta:  # periodic cells per sample (energy grids): their median, for exports
                 cell = _median_cell(h5, self.length)
@@ -161,6 +163,8 @@ def _property_labels(h5, ds, meta, names, channel, path, key):
     if not isinstance(channel, int) or not 0 <= channel < channels:
         raise ValueError(f"data.options.label_channel: expected 0 to {channels - 1}, got {channel!r}")
     n = ds.shape[0]
+    if n < 2:
+        raise ValueError(f"{path}[{key}]: {n} sample; standardised labels need at least 2")
     stored = "properties" in h5 and all(name in h5["properties"] and h5["properties"][name].shape[0] == n
                                          for name in names)
     if stored:

@@ -1,4 +1,5 @@
-"""Gaussian cube files, the grid format RASPA, PEGrid and PorousMaterials.jl exchange energy grids in.
+"""Gaussian cube files, a grid format materials programs exchange energy grids in (conventions differ between
+them: this module follows Gaussian's, below).
 
 Layout: two comment lines; ``natoms ox oy oz`` (the origin); three lines ``n_i v_ix v_iy v_iz`` (points and
 step vector of grid axis i); ``natoms`` lines ``Z charge x y z``; with a negative ``natoms``, one line ``m id_1

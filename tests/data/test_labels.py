@@ -75,3 +75,13 @@ def test_labels_need_energy_grids(tmp_path):
         h5.create_dataset("data", data=np.zeros((4, 1, 8, 8), dtype=np.float32))
     with pytest.raises(ValueError, match="needs energy grids"):
         open_dataset("hdf5", path=str(path), labels=["henry"])
+
+
+def test_value_range_override_reaches_the_labels(cells, tmp_path):
+    """Physical values with the range given as an option: the labels use that range, as the samples do."""
+    raw = tmp_path / "raw.h5"
+    with h5py.File(cells) as src, h5py.File(raw, "w") as dst:
+        dst.create_dataset("data", data=energy.ENERGY_RANGE_K[0] + (src["data"][:] + 1) / 2 * 9000)  # kelvin
+    a = open_dataset("hdf5", path=str(raw), value_range=list(energy.ENERGY_RANGE_K), labels=["void_fraction"])
+    b = open_dataset("hdf5", path=str(cells), labels=["void_fraction"])
+    assert a.metadata["label_mean"] == pytest.approx(b.metadata["label_mean"], rel=1e-6)

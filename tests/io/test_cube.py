@@ -110,3 +110,11 @@ def test_vti_of_a_triclinic_cell_places_every_point(tmp_path):
     order = np.ravel_multi_index((i, j, k), (3, 4, 5), order="F")
     np.testing.assert_allclose(np.asarray(grid.points)[order], want, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(grid.point_data["b"])[order], sample[1].reshape(-1))
+
+
+def test_cube_source_in_other_units_needs_its_clip_range(tmp_path):
+    write_cube(tmp_path / "a.cube", np.full((4, 4, 4), -10.0), np.eye(3) * 10)
+    with pytest.raises(ValueError, match="default \\[-4000, 5000\\] is in kelvin, the data in kJ/mol"):
+        open_dataset("cube", path=str(tmp_path), units="kJ/mol")
+    ds = open_dataset("cube", path=str(tmp_path), units="kJ/mol", value_range=[-30.0, 10.0])
+    torch.testing.assert_close(ds[0], torch.full((1, 4, 4, 4), 0.0))  # -10 is the middle of [-30, 10]
