@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 from .units import to_unit
 
 _META_KEYS = ("value_range", "normalized", "channel_names", "units", "spacing", "affine", "periodic",
-              "channel_value_ranges", "percentiles", "cell")
+              "channel_value_ranges", "percentiles", "cell", "window", "label_map_values", "label_map_encoding",
+              "label_map_channels")
 
 
 def _h5py():

@@ -66,7 +66,7 @@ def test_multimodal_patterns_csv_and_cache(tmp_path):
             nib.save(nib.Nifti1Image(rng.random((10, 12, 8)).astype(np.float32), aff), tmp_path / f"{sub}_{mod}.nii.gz")
     with pytest.warns(UserWarning, match="1 subjects lack a channel"):
         ds = NiftiDataset(tmp_path, shape=(8, 8, 8), patterns=["*_T1w.nii.gz", "*_T2w.nii.gz"])
-    assert len(ds) == 2 and ds.channels == 2 and ds.metadata["channel_names"] == ["T1w.nii.gz", "T2w.nii.gz"]
+    assert len(ds) == 2 and ds.channels == 2 and ds.metadata["channel_names"] == ["T1w", "T2w"]
     assert ds.subjects[1][1].endswith("s02_T2w.nii.gz")
     (tmp_path / "list.csv").write_text("t1,t2\ns01_T1w.nii.gz,s01_T2w.nii.gz\ns02_T1w.nii.gz,s02_T2w.nii.gz\n")
     from_csv = NiftiDataset(tmp_path / "list.csv", shape=(8, 8, 8))
