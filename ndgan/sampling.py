@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import yaml
 
+from .data import labelmaps
 from .data.units import reference_affine, to_physical
 from .io import checkpoint as ckpt
 from .io.cube import write_cube
@@ -168,6 +169,8 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
         names = list(meta.get("channel_names") or [f"c{i}" for i in range(x.shape[1])])
         if fmt == "cube" and x.shape[1] > 1:  # one grid per file, as the programs that read cube files expect
             targets = [out / f"seed{s:05d}_{name}.cube" for s in seeds for name in names]
+        elif fmt == "nii.gz" and meta.get("label_map_channels"):  # the image, and its label map beside it
+            targets = [out / f"seed{s:05d}{part}.nii.gz" for s in seeds for part in ("", "_label")]
         else:
             targets = [out / f"seed{s:05d}.{fmt}" for s in seeds]
     else:
@@ -176,6 +179,13 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}: already exists; pass --overwrite or choose another --out")
     physical = to_physical(x, meta).numpy()
+    label_channels = list(meta.get("label_map_channels") or [])
+    image_channels = [c for c in range(x.shape[1]) if c not in label_channels]
+
+    def label_map(sample):  # one generated sample [C, *S] in [-1, 1] -> its integer label map [*S]
+        return labelmaps.decode(sample[label_channels].float().numpy(), meta["label_map_values"],
+                                meta["label_map_encoding"])
+
     if fmt == "png":
         def picture(sample):
             return lambda p: save_png(sample_grid(sample[None], min_side=1), p)
@@ -202,6 +212,9 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
                     ds.attrs["normalized"] = False  # physical values: the hdf5 source maps them back to [-1, 1]
                 for key, value in (attrs or {}).items():
                     ds.attrs[key] = value
+                if label_channels:  # the label channels decoded, as the NIfTI export writes them
+                    h5.create_dataset("labels", data=np.stack([label_map(sample) for sample in x]),
+                                      compression="gzip", compression_opts=1)
             Path(p).write_bytes(buffer.getvalue())
 
         writers = [write]
@@ -222,14 +235,35 @@ def write_samples(x: torch.Tensor, G, seeds, out, fmt, truncation_psi=1.0, overw
         if note:
             notes.append(note)
 
-        def nifti(sample):  # the image is made when written: one volume's copy at a time
-            return lambda p: write_nifti(p, sample, affine)
+        description, display = export_description(meta)
 
-        writers = [nifti(sample) for sample in physical]
+        def nifti(sample):  # the image is made when written: one volume's copy at a time
+            return lambda p: write_nifti(p, sample[image_channels], affine, description, display)
+
+        def labels_file(sample):
+            return lambda p: write_nifti(p, label_map(sample), affine, "ndgan sample: label map", label=True)
+
+        writers = []
+        for sample, raw in zip(physical, x):
+            writers += [nifti(sample), labels_file(raw)] if label_channels else [nifti(sample)]
     with output_folder(out):  # made only now, and removed again if nothing could be written into it
         atomic_write_all(list(zip(targets, writers)))  # every file, or none of them
     paths += targets
     return paths, notes
+
+
+def export_description(meta: dict):
+    """(NIfTI ``descrip`` text, display range or None) for samples of data with ``meta``: the values' units,
+    and for a fixed window (CT in HU) the window, which is also the display range."""
+    units = meta.get("units") or "data units"
+    window = meta.get("window")
+    if window:
+        lo, hi = window[0]
+        same = all(list(w) == list(window[0]) for w in window)
+        return f"ndgan sample in {units}, window [{lo:g}, {hi:g}]" + ("" if same else " (channel 0)"), (lo, hi)
+    if meta.get("percentiles"):
+        return f"ndgan sample in {units} (a typical subject's percentile range)", None
+    return f"ndgan sample in {units}", None
 
 
 def grid_cell(meta: dict, shape, fmt: str = "cube") -> np.ndarray:

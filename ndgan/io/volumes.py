@@ -92,12 +92,28 @@ def read_sample(path, index: int = 0, spatial_dims: int = 3, check=None, what: s
     return sample, spacing, units
 
 
-def write_nifti(path, sample: np.ndarray, affine) -> None:
+def write_nifti(path, sample: np.ndarray, affine, description: str | None = None, display_range=None,
+                label: bool = False) -> None:
     """Write ``sample`` ``[C, D, H, W]`` (values as they are) to the NIfTI file ``path`` with ``affine``: one
-    channel as a 3D image, several on the 4th axis; voxel units mm."""
+    channel as a 3D image, several on the 4th axis; voxel units mm. ``description`` goes into the header's
+    ``descrip`` (80 bytes: what the values are), ``display_range`` ``(lo, hi)`` into ``cal_min``/``cal_max``.
+    ``label``: an integer label map (``[D, H, W]`` or ``[1, D, H, W]``), stored as integers with the NIfTI
+    label intent, as segmentation viewers expect."""
     import nibabel as nib
 
     volume = np.moveaxis(sample, 0, -1) if sample.shape[0] > 1 else sample[0]
-    img = nib.Nifti1Image(np.asarray(volume, dtype=np.float32), np.asarray(affine, dtype=np.float64))
+    if label:
+        volume = np.asarray(sample if sample.ndim == 3 else volume)
+        if not np.issubdtype(volume.dtype, np.integer):
+            raise ValueError(f"{path}: a label map needs integer labels, got {volume.dtype}")
+    else:
+        volume = np.asarray(volume, dtype=np.float32)
+    img = nib.Nifti1Image(volume, np.asarray(affine, dtype=np.float64))
     img.header.set_xyzt_units("mm")
+    if label:
+        img.header.set_intent("label")
+    if description:
+        img.header["descrip"] = description.encode()[:79]
+    if display_range is not None:
+        img.header["cal_min"], img.header["cal_max"] = (float(v) for v in display_range)
     nib.save(img, path)
