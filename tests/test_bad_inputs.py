@@ -174,6 +174,15 @@ CASES = [
     ("nifti-2d-image", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", np.ones((9, 9)))),
      ["s0.nii.gz", "expected a 3D volume"]),
     ("nifti-empty-folder", "train", lambda tmp, ck: _train_on_nifti(tmp, lambda d: None), ["NIfTI"]),
+    # Medical volumes: CT windows, label maps, TIFF stacks.
+    ("nifti-window-reversed", "train",
+     lambda tmp, ck: [*_train_on_nifti(tmp, lambda d: _nii(d / "s0.nii.gz", np.ones((10, 12, 9)))),
+                      "data.options={window: [400, -1000]}"], ["data.options.window", "a_min 400", "a_max -1000"]),
+    ("nifti-label-off-grid", "train", lambda tmp, ck: _train_on_labelled(tmp, seg_affine=np.diag([1.0, 1.5, 2.0, 1.0])),
+     ["p1_seg.nii.gz", "affine", "p1_im.nii.gz"]),
+    ("nifti-mixed-labels", "train", lambda tmp, ck: _train_on_labelled(tmp, second_labels=(1, 3)),
+     ["p1_seg.nii.gz", "data.options.label_values"]),
+    ("tiff-no-voxel-size", "train", lambda tmp, ck: _train_on_tiff(tmp), ["stack.tif", "data.options.voxel_size"]),
     # Checkpoints.
     ("checkpoint-truncated-resume", "train", lambda tmp, ck: [TINY2D, *SMALL, "train.kimg=0.008", "--out",
                                                                str(tmp / "run"), "--resume",
@@ -573,6 +582,29 @@ def _train_on_nifti(tmp, make):
             "data.workers=0", "--out", str(tmp / "run")]
 
 
+def _train_on_labelled(tmp, seg_affine=None, second_labels=(1, 2)):
+    """Two subjects with label maps: the second's map off its image's grid, or with other labels."""
+    folder = tmp / "ct"
+    folder.mkdir()
+    for i, labels in enumerate([(1, 2), second_labels]):
+        _nii(folder / f"p{i}_im.nii.gz", np.random.default_rng(i).random((10, 12, 9)))
+        seg = np.zeros((10, 12, 9))
+        seg[2:5, 2:5, 2:5], seg[6:8, 6:8, 6:8] = labels
+        _nii(folder / f"p{i}_seg.nii.gz", seg, seg_affine if i == 1 else None)
+    return [TINY3D, "data.source=nifti", f"data.path={folder}", "data.channels=3", "data.periodic=false",
+            "data.options={patterns: ['*_im.nii.gz'], labels: '*_seg.nii.gz'}", "data.workers=0",
+            "--out", str(tmp / "run")]
+
+
+def _train_on_tiff(tmp):
+    import tifffile
+
+    tifffile.imwrite(tmp / "stack.tif", np.random.default_rng(0).integers(0, 9, (16, 16, 16), dtype=np.uint16),
+                     metadata={"axes": "ZYX"})
+    return [TINY3D, "data.source=tiff", f"data.path={tmp / 'stack.tif'}", "data.channels=1", "data.periodic=false",
+            "data.options={}", "data.workers=0", "--out", str(tmp / "run")]
+
+
 class _Payload:
     def __init__(self, marker):
         self.marker = str(marker)
@@ -593,7 +625,7 @@ def _tree(root: Path) -> dict:
 
 def test_the_catalogue_is_long_and_covers_every_kind_of_input():
     kinds = {name.split("-")[0] for name, *_ in CASES}
-    assert len(CASES) >= 25 and kinds >= {"config", "images", "hdf5", "nifti", "checkpoint", "cli", "out"}
+    assert len(CASES) >= 25 and kinds >= {"config", "images", "hdf5", "nifti", "tiff", "checkpoint", "cli", "out"}
     assert len({name for name, *_ in CASES}) == len(CASES)
 
 

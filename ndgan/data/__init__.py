@@ -26,12 +26,14 @@ def _sources():
     from .images import ImageDataset
     from .nifti import NiftiDataset
     from .procedural import ProceduralDataset
+    from .tiff import TiffDataset
 
     return {"images": ImageDataset, "hdf5": HDF5Dataset, "nifti": NiftiDataset, "energy": _energy,
-            "procedural": ProceduralDataset, "digits": DigitsDataset, "cube": CubeDataset}
+            "procedural": ProceduralDataset, "digits": DigitsDataset, "cube": CubeDataset,
+            "tiff": TiffDataset}
 
 
-SOURCE_NAMES = ("images", "hdf5", "nifti", "energy", "procedural", "digits", "cube")
+SOURCE_NAMES = ("images", "hdf5", "nifti", "tiff", "energy", "procedural", "digits", "cube")
 #: Sources that need no data.path: they generate their data (energy caches it there when a path is given).
 BUILT_IN = ("procedural", "energy", "digits")
 #: Sources that take no path at all.

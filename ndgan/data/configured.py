@@ -20,6 +20,7 @@ def source_options(data) -> dict:
         "hdf5": dict(path=data.path, channels=data.channels),
         "images": dict(path=data.path, channels=data.channels, shape=data.shape),
         "nifti": dict(path=data.path, shape=data.shape),
+        "tiff": dict(path=data.path, shape=data.shape),
         "digits": dict(size=data.shape[0], shape=data.shape, channels=data.channels),
     }.get(data.source, {"path": data.path})
     return {**base, **data.options}

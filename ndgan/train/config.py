@@ -27,7 +27,7 @@ from ..metrics.settings import MetricSettings, check_names, check_settings
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "procedural"  # images | hdf5 | nifti | energy | procedural | digits (ndgan.data.open_dataset)
+    source: str = "procedural"  # images | hdf5 | nifti | tiff | energy | procedural | digits | cube (ndgan.data.open_dataset)
     path: str | None = None  # file or folder of the data (not used by 'procedural')
     shape: tuple[int, ...] = (32, 32)  # per-axis sample shape; the networks' output shape
     channels: int = 3  # channels per sample (3 RGB, 2 energy grids, 1 MRI)
