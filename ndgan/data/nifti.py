@@ -6,8 +6,8 @@ centre crop or zero-pad to ``shape``, and map intensities to [-1, 1]: each chann
 ``percentiles`` (the MR default), or to a fixed ``window`` ``[a_min, a_max]`` (CT in Hounsfield units,
 ``ndgan.data.intensity``). Label maps (``labels``: a pattern pairing each subject with its segmentation) go
 through the same reorientation, nearest-neighbour resampling and crop, and become extra channels
-(``ndgan.data.labelmaps``). The affine of every processed volume is updated through each step, so a generated sample saved with
-the reference affine lands in the training data's world space.
+(``ndgan.data.labelmaps``). The affine of every processed volume is updated through each step, so a generated
+sample saved with the reference affine lands in the training data's world space.
 
 Subjects come from ``path``: a folder or glob (one channel), a folder plus one glob pattern per channel
 (``patterns=["*_T1w.nii.gz", "*_T2w.nii.gz"]``, matched by the text the ``*`` stands for), or a CSV file with
