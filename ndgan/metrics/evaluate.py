@@ -4,19 +4,22 @@ An ``Evaluator`` is built once per dataset and settings (it validates names and 
 so a missing weights file is an error before any work); its real side (features, histograms, per-grid
 properties, pooled samples) is computed on first use and kept, so training can evaluate many snapshots for the
 price of one pass over the data. Distribution distances come with a real-vs-real baseline: the real samples
-split in halves (even and odd draws) and compared with each other, so a value can be read as good or bad.
+split in halves (even and odd draws) and compared with each other, so a value can be read as good or bad;
+memorisation's baseline is the real samples' (held-out reals') distances to the training data.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import torch
 
 from ..ops import nd as ndops
 from ..data.units import physical_scales
-from . import distances, physics
+from . import distances, memorization, physics
 from .features import SliceFeatures, inception_features, load_features
+from .inception import ENV_VAR as INCEPTION_ENV_VAR
 from .msssim import pairwise_ms_ssim, settings as msssim_settings
 from .ppl import path_length
 from .settings import MetricSettings, check_names, check_settings
@@ -25,6 +28,7 @@ _FEATURE_METRICS = ("fid", "kid", "pr")
 _HIST_BINS = 2000
 _MIN_SAMPLES = 4  # per side: every baseline compares two halves of at least 2, pr needs more than k = 3
 _LABEL_POOL = 2000  # labels drawn (seeded) from the dataset for a conditional generator
+_SAME = 1e-6  # memorization: nearest distances up to this (RMS, data units) are the same sample
 
 
 def _pool(x, size):
@@ -47,14 +51,18 @@ class Evaluator:
 
     ``metadata``: the dataset's (value_range and units turn values into physical units; the energy metrics need
     units 'K'). ``features``: an ``nn.Module`` ``[N, C, *S] -> [N, F]`` to use instead of ``settings.features``.
-    ``evaluate(G)`` returns ``(results, info)``: flat name -> float, and per metric what it used. Generated
-    samples are clamped to [-1, 1] (the range of the real data) and, for 8-bit image data, rounded to its 256
-    levels before they reach a feature network, as generated images saved to PNG would be.
+    ``train_dataset``: the training data, for memorization, whose baseline is ``dataset``: held-out reals, never
+    the training data itself. ``evaluate(G)`` returns ``(results, info)``: flat name -> float, and per metric
+    what it used; after an evaluation with memorization ``closest_pairs`` holds ``(generated [K, C, *S], their
+    nearest training samples [K, C, *S], distances [K])``, closest first. Generated samples are clamped to
+    [-1, 1] (the range of the real data) and, for 8-bit image data, rounded to its 256 levels before they reach
+    a feature network, as generated images saved to PNG would be.
     """
 
     def __init__(self, names, dataset, settings: MetricSettings = MetricSettings(), device="cpu", metadata=None,
-                 features=None):
+                 features=None, train_dataset=None):
         self.names, self.dataset, self.device = check_names(names), dataset, torch.device(device)
+        self.train_dataset = train_dataset
         self.s = s = check_settings(settings)
         self.features_override = features
         first = dataset[0]
@@ -72,6 +80,8 @@ class Evaluator:
         if any(n in self.names for n in _FEATURE_METRICS) or ("ppl" in self.names and not s.lpips) \
                 or "classes" in self.names:
             self.feature_net = self._primary_features()
+        elif "memorization" in self.names and self._features_given():
+            self.feature_net = self._primary_features()  # its second space, where a feature network is given
         expects = getattr(self.feature_net, "shape", None)
         if expects is not None and tuple(expects) != self.shape:
             raise ValueError(f"metrics.features: {self.feature_net.name} takes samples of {list(expects)}, the data "
@@ -95,9 +105,11 @@ class Evaluator:
         if "energy" in self.names and (self.metadata.get("units") != "K" or "value_range" not in self.metadata):
             raise ValueError("energy: needs energy grids in kelvin (dataset metadata units 'K' with a value_range, "
                              "as python -m ndgan.data.energy writes them)")
+        if "memorization" in self.names:
+            self._check_training_data()
         self.eight_bit = self.metadata.get("units") == "8-bit intensity"
         self.labels = self._labels() if self.has_labels else None
-        self.real = None
+        self.real = self.train = self.closest_pairs = None
 
     def _primary_features(self):
         s = self.s
@@ -114,22 +126,47 @@ class Evaluator:
                          f"metrics.features_program (--features-program) to a torch.export or TorchScript program, "
                          f"or use fid_slices / mmd / msssim / hist")
 
+    def _features_given(self) -> bool:
+        """Whether a feature network is configured for this data (memorization does without one)."""
+        s = self.s
+        return (self.features_override is not None or s.features_program is not None or s.features is not None
+                or (self.nd == 2 and bool(s.inception or os.environ.get(INCEPTION_ENV_VAR))))
+
+    def _check_training_data(self):
+        train, where = self.train_dataset, "memorization"
+        if train is None:
+            raise ValueError(f"{where}: needs the training data to compare with (Evaluator(..., train_dataset=...))")
+        if train is self.dataset:
+            raise ValueError(f"{where}: the real samples are the training data; its baseline needs held-out reals "
+                             f"distinct from them: set metrics.real_path or metrics.real_options (--held-out PATH)")
+        first = _sample(train[0])
+        if (first.shape[0], *first.shape[1:]) != (self.channels, *self.shape):
+            raise ValueError(f"{where}: training samples of {list(first.shape)}, the real samples are "
+                             f"{[self.channels, *self.shape]}")
+
     def _labels(self):
         """Conditions for generated samples: labels of up to 2000 dataset items drawn at random (seeded)."""
         gen = torch.Generator().manual_seed(self.s.seed + 4)
         picks = torch.randperm(len(self.dataset), generator=gen)[:_LABEL_POOL].tolist()
         return torch.stack([torch.as_tensor(self.dataset[i][1]) for i in picks]).float()
 
+    def _pixels(self, x):
+        """What a feature network sees: 8-bit data rounded to its 256 levels."""
+        return ((x + 1) * 127.5).round() / 127.5 - 1 if self.eight_bit else x
+
     # One pass over a stream of samples, filling every metric's accumulator.
     def _accumulate(self, batches, real: bool):
-        acc = {"features": [], "props": [], "pooled": [], "msssim": [], "probs": [],
+        acc = {"features": [], "props": [], "pooled": [], "msssim": [], "probs": [], "nearest": [],
+               "nearest_features": [], "closest": None,
                "hist": torch.zeros(2, self.channels, _HIST_BINS, dtype=torch.float64)}  # even / odd draws
         kept = seen = 0
         for x in batches:
             x = x.to(self.device).float().clamp(-1, 1)
+            features = None
             if self.feature_net is not None or self.slice_net is not None:
-                pixels = ((x + 1) * 127.5).round() / 127.5 - 1 if self.eight_bit else x
-            if self.feature_net is not None and any(n in self.names for n in (*_FEATURE_METRICS, "classes")):
+                pixels = self._pixels(x)
+            if self.feature_net is not None and any(n in self.names for n in (*_FEATURE_METRICS, "classes",
+                                                                                "memorization")):
                 features = self.feature_net(pixels).float()
                 acc["features"].append(features.cpu())
                 if "classes" in self.names:
@@ -151,8 +188,39 @@ class Evaluator:
                 kept += len(part)
             if "msssim" in self.names and len(x) >= 2:
                 acc["msssim"].append(pairwise_ms_ssim(x).cpu())
+            if "memorization" in self.names:
+                self._update_nearest(acc, x, features, real)
             seen += len(x)
         return acc
+
+    def _update_nearest(self, acc, x, features, real):
+        """Each sample's distance to its nearest training sample (pooled, and in feature space); for generated
+        samples also the closest few so far, for the figure."""
+        d, index = memorization.nearest(_pool(x, self.s.memorization_size).flatten(1), self.train["pooled"])
+        acc["nearest"].append(d.cpu())
+        if features is not None:
+            acc["nearest_features"].append(memorization.nearest(features, self.train["features"])[0].cpu())
+        if not real:
+            top = d.argsort()[: self.s.memorization_pairs]  # only these can join the closest so far
+            acc["closest"] = memorization.keep_closest(acc["closest"], x[top].cpu(), d[top].cpu(), index[top].cpu(),
+                                                       self.s.memorization_pairs)
+
+    def _training_side(self):
+        """Pooled samples (and features) of the training data, or of a seeded ``memorization_train`` of them."""
+        n, s = len(self.train_dataset), self.s
+        order = list(range(n))
+        if s.memorization_train is not None and s.memorization_train < n:
+            gen = torch.Generator().manual_seed(s.seed + 5)
+            order = torch.randperm(n, generator=gen)[: s.memorization_train].tolist()
+        pooled, features = [], []
+        for i in range(0, len(order), s.batch):
+            x = torch.stack([_sample(self.train_dataset[j]) for j in order[i: i + s.batch]])
+            x = x.to(self.device).float().clamp(-1, 1)
+            pooled.append(_pool(x, s.memorization_size))
+            if self.feature_net is not None:
+                features.append(self.feature_net(self._pixels(x)).float())
+        return {"order": order, "pooled": torch.cat(pooled).flatten(1), "pooled_shape": list(pooled[0].shape[2:]),
+                "features": torch.cat(features) if features else None}
 
     def _update_slices(self, features, real, seen):
         """Per axis: reals feed the main tracker's real side and, by parity, the baseline's two sides."""
@@ -176,9 +244,21 @@ class Evaluator:
 
     @torch.no_grad()
     def prepare_real(self):
-        """Compute (once) the real side of every metric."""
+        """Compute (once) the real side of every metric; for memorization first the training side. Raises a
+        ValueError if the held-out reals are so often copies of training samples that its threshold is 0."""
         if self.real is None:
-            self.real = self._accumulate(self._real_batches(), real=True)
+            if "memorization" in self.names and self.train is None:
+                self.train = self._training_side()
+            real = self._accumulate(self._real_batches(), real=True)
+            if "memorization" in self.names:
+                held_out = torch.cat(real["nearest"])
+                copies = int((held_out <= _SAME).sum())
+                if float(torch.quantile(held_out.double(), memorization.PERCENTILE / 100)) <= _SAME:
+                    raise ValueError(f"memorization: {copies} of the {len(held_out)} held-out reals are training "
+                                     f"samples (distance 0), so no copy would stand out; held-out reals must be "
+                                     f"distinct from the training data (metrics.real_path / metrics.real_options, "
+                                     f"--held-out PATH)")
+            self.real = real
         return self.real
 
     def _fake_batches(self, G):
@@ -196,6 +276,7 @@ class Evaluator:
         """Generate ``num_gen`` samples with ``G`` (in eval mode, seeded; the caller's RNG is left untouched)
         and compute every metric. Returns ``(results, info)``."""
         real = self.prepare_real()
+        self.closest_pairs = None
         was_training = G.training
         G.eval()  # no w_avg updates
         try:
@@ -226,6 +307,7 @@ class Evaluator:
         if n < 2:
             raise ValueError(f"--samples: {n} sample; the metrics need at least 2")
         real = self.prepare_real()
+        self.closest_pairs = None
         self.s = dataclasses.replace(self.s, num_gen=n)  # what _counts and the notes report
         if self.slice_net is not None:
             for tracker in self.slice_fid:
@@ -359,3 +441,30 @@ class Evaluator:
         out = physics.compare(gather(fake["props"]), gather(real["props"]))
         return ({f"energy_{k}": v for k, v in out.items()},
                 {"temperature_K": self.s.temperature, "per": "grid and channel", **self._counts()})
+
+    def _memorization(self, G, real, fake):
+        """Per space, the median nearest-training-sample distance of generated samples and of held-out reals
+        (``_baseline``), the held-out 1st percentile and the share of generated samples below it; the larger
+        share is ``memorization_fraction``, and ``memorization_flag`` says whether it exceeds 0.05."""
+        spaces = {"voxel": (real["nearest"], fake["nearest"])}
+        if self.feature_net is not None:
+            spaces["features"] = (real["nearest_features"], fake["nearest_features"])
+        out = {}
+        for space, (held_out, generated) in spaces.items():
+            values = memorization.summary(torch.cat(generated), torch.cat(held_out))
+            out[f"memorization_nn_{space}"] = values["median"]
+            out[f"memorization_nn_{space}_baseline"] = values["median_baseline"]
+            out[f"memorization_threshold_{space}"] = values["threshold"]
+            out[f"memorization_fraction_{space}"] = values["fraction"]
+        out["memorization_fraction"] = max(out[f"memorization_fraction_{space}"] for space in spaces)
+        out["memorization_flag"] = out["memorization_fraction"] > memorization.FLAG_FRACTION
+        samples, d, index = fake["closest"]
+        nearest = torch.stack([_sample(self.train_dataset[self.train["order"][int(i)]]) for i in index])
+        self.closest_pairs = (samples, nearest.float().clamp(-1, 1), d)
+        features = (self.feature_net.name if self.feature_net is not None else
+                    "none (no feature network for this data: metrics.features, or for 2D images the Inception); "
+                    "pooled samples only")
+        return out, {"spaces": list(spaces), "features": features, "distance": "RMS difference",
+                     "pooled_shape": self.train["pooled_shape"],
+                     "train_samples": len(self.train["order"]), "percentile": memorization.PERCENTILE,
+                     "flag_above": memorization.FLAG_FRACTION, "pairs": len(d), **self._counts()}

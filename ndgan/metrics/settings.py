@@ -18,6 +18,9 @@ METRICS = {
     "msssim": "MS-SSIM of random generated pairs (diversity: lower is more diverse), next to real pairs",
     "hist": "per-channel intensity distribution distance (earth mover's, in data units and physical units)",
     "energy": "Henry coefficient, heat of adsorption and void fraction of energy grids (distribution distances)",
+    "memorization": "nearest-training-sample distances of generated samples next to those of held-out reals "
+                    "(pooled samples; fid's features where there are some): the share closer than 99% of unseen "
+                    "reals, flagged above 0.05",
 }
 
 
@@ -36,6 +39,9 @@ class MetricSettings:
     mmd_size: int = 32  # mmd pools samples to at most this many points per axis
     kid_subsets: int = 100
     kid_subset_size: int = 1000
+    memorization_size: int = 8  # memorization pools samples to at most this many points per axis
+    memorization_train: int | None = None  # training samples it compares with (None: all; else a seeded subset)
+    memorization_pairs: int = 8  # closest pairs in its figure
     temperature: float = 298.0  # kelvin, for the energy metrics
     truncation_psi: float = 1.0
     seed: int = 0
@@ -67,6 +73,10 @@ def check_settings(s: MetricSettings, where: str = "metrics") -> MetricSettings:
         (s.slices >= 1, "slices: expected at least 1 slice per axis"),
         (s.ppl_samples >= 1 and s.mmd_samples >= 4 and s.mmd_size >= 1, "ppl_samples, mmd_samples, mmd_size: "
          "expected positive counts (mmd_samples >= 4: its baseline compares two halves)"),
+        (s.memorization_size >= 1 and s.memorization_pairs >= 1 and (s.memorization_train is None
+                                                                      or s.memorization_train >= 1),
+         "memorization_size, memorization_pairs, memorization_train: expected positive counts (memorization_train "
+         "may be null: all training samples)"),
         (s.kid_subsets >= 1 and s.kid_subset_size >= 2, "kid_subsets, kid_subset_size: expected >= 1 and >= 2"),
         (s.temperature > 0, "temperature: expected a positive temperature in kelvin"),
         (len(s.lpips) in (0, 1, 2), "lpips: expected [VGG16.pth, LIN.pth], one combined file, or nothing"),

@@ -462,6 +462,8 @@ def validate(cfg: Config) -> Config:
     if cfg.metrics.real_path is not None and d.source in PATHLESS:
         raise ConfigError(f"metrics.real_path: the {d.source} source reads no files; remove it (held-out "
                           f"{d.source} samples come from metrics.real_options, e.g. another seed)")
+    if "memorization" in t.metrics:
+        _check_held_out(cfg)
     if t.r1_gamma < 0 or t.gp_weight < 0 or t.pl_weight < 0:
         raise ConfigError("train.r1_gamma / gp_weight / pl_weight: expected weights >= 0 (0 switches a term off)")
     if t.max_rollbacks < 0 or not 0 < t.rollback_lr_factor <= 1:
@@ -503,6 +505,25 @@ def validate(cfg: Config) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return cfg
+
+
+def _check_held_out(cfg: Config) -> None:
+    """train.metrics memorization compares generated samples with the training data, next to held-out reals:
+    those must be configured, and not be the training data's own file."""
+    m, d = cfg.metrics, cfg.data
+    if m.real_path is None and not m.real_options:
+        key, fix = "metrics.real_path", f"set it to held-out data of the {d.source} source (samples never trained on)"
+        if d.source == "procedural":
+            key, fix = "metrics.real_options", "set it to another draw of the procedural source, e.g. {seed: 1}"
+        elif d.source == "digits":
+            raise ConfigError("train.metrics: memorization needs held-out reals as its baseline, and the digits "
+                              "source has none (every scan is training data); leave memorization out")
+        raise ConfigError(f"{key}: memorization (train.metrics) needs held-out reals as its baseline and none are "
+                          f"set; {fix}")
+    if m.real_path is not None and d.path is not None and not m.real_options \
+            and Path(m.real_path).resolve() == Path(d.path).resolve():
+        raise ConfigError(f"metrics.real_path: {m.real_path} is data.path, the training data; memorization needs "
+                          f"held-out reals distinct from it: point metrics.real_path at data the model never sees")
 
 
 def to_dict(cfg: Config) -> dict:

@@ -229,14 +229,19 @@ def _grid(cfg: Config, dataset, z_dim: int, c_dim: int, device):
 
 
 def _evaluator(cfg: Config, dataset, device):
-    """The metrics' evaluator (rank 0 alone), built before step 0 so that a missing weights file fails early.
-    Feature networks initialise their layers from the global RNG before loading weights: forked, so that a
-    run with metrics draws exactly the latents of one without."""
+    """The metrics' evaluator (rank 0 alone), built before step 0 so that a missing weights file fails early;
+    with memorization its real and training sides are computed then too, so that held-out reals that are
+    training samples fail early as well. Feature networks initialise their layers from the global RNG before
+    loading weights: forked, so that a run with metrics draws exactly the latents of one without."""
     from ..metrics.evaluate import Evaluator
 
     real = metrics_dataset(cfg, dataset)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        return Evaluator(cfg.train.metrics, real, cfg.metrics, device, metadata=getattr(dataset, "metadata", None))
+        evaluator = Evaluator(cfg.train.metrics, real, cfg.metrics, device, train_dataset=dataset,
+                              metadata=getattr(dataset, "metadata", None))
+        if "memorization" in cfg.train.metrics:
+            evaluator.prepare_real()
+    return evaluator
 
 
 def cache_cpu_allocations() -> bool:

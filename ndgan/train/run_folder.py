@@ -52,7 +52,8 @@ def lock_run_folder(run_dir: Path):
     return f
 
 
-_STALE = re.compile(rf"^{re.escape(TMP_PREFIX)}\d+-(checkpoint-\d{{9}}\.pt|(samples|render)-\d{{9}}\.png|config\.yaml)$"
+_STALE = re.compile(rf"^{re.escape(TMP_PREFIX)}\d+-(checkpoint-\d{{9}}\.pt|(samples|render|memorization)-\d{{9}}\.png"
+                    r"|config\.yaml)$"
                     r"|^\.checkpoint-\d{9}\.pt\.\d+\.tmp$|^\.config\.yaml\.tmp$")
 
 
@@ -120,11 +121,16 @@ class RunFolder:
                                                            "lr_scale": lr_scale}))
 
     def log_metrics(self, evaluator, G_ema, nimg: int, step: int) -> float:
-        """Evaluate, append a line to ``metrics.jsonl`` and TensorBoard scalars ``metrics/*``; return seconds."""
+        """Evaluate, append a line to ``metrics.jsonl`` and TensorBoard scalars ``metrics/*``, and with
+        memorization draw its closest pairs to ``memorization-<nimg>.png``; return seconds."""
+        from ..metrics.memorization import save_figure
         from ..metrics.settings import json_safe
 
         start = time.time()
         results, info = evaluator.evaluate(G_ema)
+        pairs = getattr(evaluator, "closest_pairs", None)
+        if pairs is not None:
+            save_figure(self.path / f"memorization-{nimg:09d}.png", pairs[0], pairs[1])
         seconds = time.time() - start
         record = json_safe({"kimg": nimg / 1000, "step": step, "results": results, "info": info,
                             "seconds": round(seconds, 2)})

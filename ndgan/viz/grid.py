@@ -1,5 +1,5 @@
 """Sample grids as uint8 arrays: 2D images tiled (RGB, grayscale, or one panel per channel), 3D volumes as the
-three mid-slices of every channel, 1D signals as rows of a heat map."""
+three mid-slices of every channel, 1D signals as rows of a heat map; pairs of samples side by side."""
 
 from __future__ import annotations
 
@@ -59,6 +59,16 @@ def sample_grid(x: torch.Tensor, min_side: int = 64) -> np.ndarray:
             slices += [square(_to_uint8(ch[d // 2])), square(_to_uint8(ch[:, h // 2])), square(_to_uint8(ch[:, :, w // 2]))]
         panels.append(tile(slices, len(slices), pad=1))
     return tile(panels, max(1, cols // 2))
+
+
+def pair_grid(left: torch.Tensor, right: torch.Tensor, min_side: int = 64, pad: int = 4) -> np.ndarray:
+    """Rows of pairs: ``left[i]`` beside ``right[i]`` (both ``[K, C, *S]`` in [-1, 1]), each drawn as
+    ``sample_grid`` draws one sample, ``pad`` pixels between panels -> one uint8 picture."""
+    if left.shape != right.shape or left.ndim < 3 or not len(left):
+        raise ValueError(f"pair_grid: expected two non-empty sets [K, C, *S] of one shape, got {tuple(left.shape)} "
+                         f"and {tuple(right.shape)}")
+    panels = [sample_grid(x[None], min_side) for pair in zip(left, right) for x in pair]
+    return tile(panels, 2, pad)
 
 
 def save_png(array: np.ndarray, path) -> None:
