@@ -20,6 +20,7 @@ __all__ = [
     "EqualLinear",
     "EqualConv",
     "SynthesisLayer",
+    "AdaINLayer",
     "ToOutput",
     "NoiseInjection",
     "MinibatchStd",
@@ -47,9 +48,9 @@ def _check_input(module: nn.Module, x: torch.Tensor, channels: int | None = None
         raise ValueError(f"{type(module).__name__}: expected {channels} input channels, got x {tuple(x.shape)}")
 
 
-def _check_w(module: nn.Module, w, x) -> None:
-    """The style input must be one w per sample: ``[N, w_dim]``."""
-    w_dim = module.affine.in_features
+def _check_w(module: nn.Module, w, x, w_dim: int | None = None) -> None:
+    """The style input must be one w per sample: ``[N, w_dim]`` (default: the input size of ``module.affine``)."""
+    w_dim = module.affine.in_features if w_dim is None else w_dim
     if not isinstance(w, torch.Tensor) or w.ndim != 2 or w.shape != (x.shape[0], w_dim):
         got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
         raise ValueError(f"{type(module).__name__}: expected w of shape [N, w_dim] = [{x.shape[0]}, {w_dim}], got {got}")
@@ -222,6 +223,61 @@ class SynthesisLayer(nn.Module):
     def extra_repr(self):
         return (f"spatial_dims={self.spatial_dims}, in={self.in_channels}, out={self.out_channels}, "
                 f"kernel={self.kernel_size}, up={self.up}, act={self.activation}")
+
+
+class AdaINLayer(nn.Module):
+    """StyleGAN's style layer (Karras et al. 2019, figure 1b): conv (an FIR up-conv with ``up=2``), noise,
+    bias, activation and ``conv_clamp``, then AdaIN (eq. 1) with the style ``(y_s, y_b)`` from two affines of w.
+
+    ``forward(x [N, in_channels, *S], w [N, w_dim]) -> [N, out_channels, *(S*up)]``. ``conv=False`` is the
+    base block's first layer, on the learned constant: no convolution, so in and out channels agree.
+    ``noise_shape`` (the output spatial shape) enables noise injection.
+    """
+
+    def __init__(self, spatial_dims, in_channels, out_channels, w_dim, kernel_size=3, up=1, activation="lrelu",
+                 resample_filter=ops.DEFAULT_TAPS, conv_clamp=None, noise_shape=None, padding_mode="zeros",
+                 conv=True):
+        super().__init__()
+        self.spatial_dims = _check_spatial_dims(spatial_dims)
+        self.in_channels = _positive("in_channels", in_channels)
+        self.out_channels = _positive("out_channels", out_channels)
+        self.up = _positive("up", up)
+        if not isinstance(conv, bool):
+            raise ValueError(f"conv: expected True or False, got {conv!r}")
+        if not conv and (in_channels != out_channels or up != 1):
+            raise ValueError(f"conv: a layer without a convolution keeps its input, so in_channels must equal "
+                             f"out_channels and up be 1; got {in_channels}, {out_channels} and up={up}")
+        self.activation = activation
+        self.act_gain = ops.activation_gain(activation)
+        self.conv_clamp = _check_conv_clamp(conv_clamp)
+        self.conv = EqualConv(spatial_dims, in_channels, out_channels, kernel_size, bias=False, up=up,
+                              resample_filter=resample_filter, padding_mode=padding_mode) if conv else None
+        self.noise = None if noise_shape is None else NoiseInjection(spatial_dims, noise_shape)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.affine_scale = EqualLinear(w_dim, out_channels, bias_init=1)  # y_s: the identity style at init
+        self.affine_bias = EqualLinear(w_dim, out_channels, bias_init=0)  # y_b
+
+    def forward(self, x, w, noise_mode="random", fused=None, gain=1.0):
+        """``fused`` keeps ``SynthesisLayer``'s call; there is no modulated conv to fuse, so None or False only."""
+        _check_input(self, x, self.in_channels)
+        _check_w(self, w, x, self.affine_scale.in_features)
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode: expected one of {NOISE_MODES}, got {noise_mode!r}")
+        if fused not in (None, False):
+            raise ValueError(f"fused: AdaIN layers have no modulated convolution to fuse (that is style_block "
+                             f"'demod'); pass None or False, got {fused!r}")
+        if self.conv is not None:
+            x = self.conv(x)
+        if self.noise is not None:
+            x = self.noise(x, noise_mode)
+        x = ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain, clamp=self.conv_clamp)
+        x = ops.adain(x, self.affine_scale(w), self.affine_bias(w))
+        return x if gain == 1 else x * gain
+
+    def extra_repr(self):
+        k = self.conv.kernel_size if self.conv is not None else None
+        return (f"spatial_dims={self.spatial_dims}, in={self.in_channels}, out={self.out_channels}, "
+                f"kernel={k}, up={self.up}, act={self.activation}")
 
 
 class ToOutput(nn.Module):

@@ -57,7 +57,8 @@ def summary(generated: torch.Tensor, held_out: torch.Tensor) -> dict:
     generated, held_out = generated.double(), held_out.double()
     threshold = float(torch.quantile(held_out, PERCENTILE / 100))
     return {"median": float(torch.quantile(generated, 0.5)),
-            "median_baseline": float(torch.quantile(held_out, 0.5)), "threshold": threshold, "fraction": float((generated < threshold).double().mean())}
+            "median_baseline": float(torch.quantile(held_out, 0.5)), "threshold": threshold,
+            "fraction": float((generated < threshold).double().mean())}
 
 
 def save_figure(path, generated: torch.Tensor, training: torch.Tensor, replace: bool = True) -> None:

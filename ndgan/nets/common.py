@@ -29,6 +29,16 @@ def check_common(architecture, fp16_dtype, channels) -> None:
     check_int("channels", channels, 1, hint="(3 for RGB, 2 for the energy grids)")
 
 
+def check_progressive(progressive, architecture) -> None:
+    """Progressive growing is StyleGAN's (configs A to D): each resolution's own output or input layer on the
+    plain ``orig`` networks."""
+    if not isinstance(progressive, bool):
+        raise ValueError(f"progressive: expected true or false, got {progressive!r}")
+    if progressive and architecture != "orig":
+        raise ValueError(f"architecture: progressive growing (train.growing) grows StyleGAN's plain networks; "
+                         f"set G.architecture and D.architecture to orig, or turn train.growing off")
+
+
 def reduced_blocks(num_blocks, num_fp16_res, name="num_fp16_res"):
     """Indices of the top ``num_fp16_res`` blocks that run in reduced precision (never the base block)."""
     check_int(name, num_fp16_res, 0)
@@ -60,9 +70,12 @@ def build_networks(cfg, c_dim: int, continuous_labels: bool = False):
     nets = []
     for section, cls in (("G", Generator), ("D", Discriminator)):
         kwargs = vars(getattr(cfg, section))
+        if section == "D" and getattr(cfg.train, "growing", False):  # D grows from G's base shape
+            kwargs = {**kwargs, "base_shape": cfg.G.base_shape}
         try:
             nets.append(cls(nd, d.shape, d.channels, c_dim=c_dim, padding_mode=padding_mode,
-                            continuous_labels=continuous_labels and c_dim > 0, **kwargs))
+                            continuous_labels=continuous_labels and c_dim > 0,
+                            progressive=bool(getattr(cfg.train, "growing", False)), **kwargs))
         except ValueError as e:
             name, _, rest = str(e).partition(": ")
             key = {"shape": "data.shape", "channels": "data.channels"}.get(name)

@@ -11,7 +11,8 @@ from torch import nn
 from .. import ops
 from ..layers import EqualConv, EqualLinear, LinearAttention, MinibatchStd
 from ..ops.check import check_int
-from .common import DEFAULT_FP16_DTYPE, REDUCED_DTYPES, check_attn_res, check_common, reduced_blocks
+from .common import DEFAULT_FP16_DTYPE, REDUCED_DTYPES, check_attn_res, check_common, check_progressive, reduced_blocks
+from .growing import GrowthState, from_full
 from .mapping import MappingNetwork
 from .shapes import block_channels, resolve_pyramid
 
@@ -20,12 +21,12 @@ class DiscriminatorBlock(nn.Module):
     """One resolution: (from-output,) optional attention, conv, down-conv, with a residual 1x1 down-conv."""
 
     def __init__(self, spatial_dims, in_channels, tmp_channels, out_channels, img_channels, architecture, dtype,
-                 conv_clamp, attention, attn_heads, padding_mode, resample_filter):
+                 conv_clamp, attention, attn_heads, padding_mode, resample_filter, has_input=False):
         super().__init__()
         self.in_channels, self.architecture, self.dtype, self.padding_mode = in_channels, architecture, dtype, padding_mode
         common = dict(activation="lrelu", conv_clamp=conv_clamp, padding_mode=padding_mode,
                       resample_filter=resample_filter)
-        if in_channels == 0 or architecture == "skip":
+        if in_channels == 0 or architecture == "skip" or has_input:  # has_input: an entry of progressive growing
             self.fromrgb = EqualConv(spatial_dims, img_channels, tmp_channels, 1, **common)
         self.attn = LinearAttention(spatial_dims, tmp_channels, heads=attn_heads,
                                     dim_head=max(tmp_channels // attn_heads, 1),
@@ -39,7 +40,7 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x, img):
         dtype = self.dtype or self.conv0.weight.dtype  # full precision follows the parameters
-        if self.in_channels == 0 or self.architecture == "skip":
+        if x is None or self.architecture == "skip":
             y = self.fromrgb(img.to(dtype))
             x = y if x is None else x.to(dtype) + y
             img = ops.downsample(img, self.resample_filter, padding_mode=self.padding_mode) \
@@ -93,11 +94,13 @@ class Discriminator(nn.Module):
     def __init__(self, spatial_dims, shape, channels, c_dim=0, channel_base=32768, channel_max=512,
                  architecture="resnet", base_shape=None, conv_clamp=None, num_fp16_res=0, fp16_dtype=DEFAULT_FP16_DTYPE,
                  mbstd_group_size=4, mbstd_num_channels=1, cmap_dim=None, mapping_layers=8, attn_res=(),
-                 attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS, continuous_labels=False):
+                 attn_heads=1, padding_mode="zeros", resample_filter=ops.DEFAULT_TAPS, continuous_labels=False,
+                 progressive=False):
         super().__init__()
         if resample_filter is None:
             resample_filter = ops.DEFAULT_TAPS
         check_common(architecture, fp16_dtype, channels)
+        check_progressive(progressive, architecture)
         check_int("c_dim", c_dim, 0)
         check_int("mbstd_group_size", mbstd_group_size, 1, none="(whole batch)")
         check_int("cmap_dim", cmap_dim, 1, none="(the base channels)")
@@ -120,7 +123,12 @@ class Discriminator(nn.Module):
                 spatial_dims, 0 if i == len(shapes) - 1 else ch[i], ch[i], ch[i - 1], channels, architecture,
                 REDUCED_DTYPES[fp16_dtype] if i in reduced else None, conv_clamp,
                 attention=max(shapes[i]) in attn_res, attn_heads=attn_heads, padding_mode=padding_mode,
-                resample_filter=resample_filter))
+                resample_filter=resample_filter, has_input=progressive))
+        self.growth = None
+        if progressive:  # an input layer at every resolution, the base one here
+            self.growth = GrowthState(len(shapes))
+            self.base_input = EqualConv(spatial_dims, channels, ch[0], 1, activation="lrelu", conv_clamp=conv_clamp)
+            self.register_buffer("resample_filter", ops.setup_filter(resample_filter), persistent=False)
         if c_dim:
             self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, None, mapping_layers, w_avg_beta=None,
                                           continuous_labels=continuous_labels)
@@ -133,7 +141,8 @@ class Discriminator(nn.Module):
             num_fp16_res=num_fp16_res, fp16_dtype=fp16_dtype, mbstd_group_size=mbstd_group_size,
             mbstd_num_channels=mbstd_num_channels, cmap_dim=cmap_dim, mapping_layers=mapping_layers,
             attn_res=tuple(attn_res), attn_heads=attn_heads, padding_mode=padding_mode,
-            resample_filter=tuple(float(t) for t in resample_filter), continuous_labels=bool(continuous_labels))
+            resample_filter=tuple(float(t) for t in resample_filter), continuous_labels=bool(continuous_labels),
+            progressive=bool(progressive))
 
     def forward(self, x, c=None):
         expected = (self.channels, *self.shape)
@@ -148,7 +157,25 @@ class Discriminator(nn.Module):
         if not self.c_dim and c is not None and (not isinstance(c, torch.Tensor) or c.numel()):
             raise ValueError(f"c: this discriminator is unconditional (c_dim=0), got {type(c).__name__} "
                              f"{tuple(getattr(c, 'shape', ()))}")
+        if self.growth is not None:
+            return self.epilogue(self._grown(x), None, cmap)
         h, img = None, x
         for block in self.blocks:
             h, img = block(h, img)
         return self.epilogue(h, img, cmap)
+
+    def _grown(self, x):
+        """Progressive growing: enter at the current level's block (blended with the input layer one level
+        down during its fade), through the blocks below."""
+        top, level, alpha = len(self.blocks), self.growth.level, self.growth.alpha
+        img = from_full(x, 2 ** (top - level))
+        first = top - level  # the block at the level's resolution (none at the base)
+        enter = lambda j, y: self.blocks[j].fromrgb(y.to(self.blocks[j].dtype or y.dtype)) if j < top \
+            else self.base_input(y)  # noqa: E731
+        h = self.blocks[first](None, img)[0] if first < top else enter(first, img)
+        if alpha < 1 and first < top:
+            low = ops.downsample(img, self.resample_filter, padding_mode=self.blocks[0].padding_mode)
+            h = torch.lerp(enter(first + 1, low).to(h.dtype), h, alpha)
+        for block in self.blocks[first + 1:]:
+            h = block(h, None)[0]
+        return h

@@ -9,7 +9,7 @@ from .attention import linear_attention, linear_attention_reference
 from .conv import (choose_fused, conv_resample, conv_resample_reference, modulated_conv, modulated_conv_bias_act,
                    modulated_conv_reference)
 from .nd import PADDING_MODES, conv, conv_transpose, ntuple, pad
-from .norm import channel_norm, minibatch_std, normalize_2nd_moment
+from .norm import adain, channel_norm, instance_norm, minibatch_std, normalize_2nd_moment
 from .resample import DEFAULT_TAPS, blur, downsample, setup_filter, upfirdn, upfirdn_reference, upsample
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_TAPS",
     "PADDING_MODES",
     "activation_gain",
+    "adain",
     "bias_act",
     "blur",
     "channel_norm",
@@ -26,6 +27,7 @@ __all__ = [
     "conv_resample_reference",
     "conv_transpose",
     "downsample",
+    "instance_norm",
     "linear_attention",
     "linear_attention_reference",
     "minibatch_std",

@@ -1,5 +1,6 @@
 """Normalisations: the mapping network's input normalisation, minibatch standard deviation
-(Karras et al. 2018, ProGAN section 3, with StyleGAN2-ADA's grouping) and per-position channel norm."""
+(Karras et al. 2018, ProGAN section 3, with StyleGAN2-ADA's grouping), per-position channel norm, and
+StyleGAN's instance norm and AdaIN (Karras et al. 2019, section 2, eq. 1)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from . import nd as ndops
 
-__all__ = ["normalize_2nd_moment", "minibatch_std", "channel_norm"]
+__all__ = ["normalize_2nd_moment", "minibatch_std", "channel_norm", "instance_norm", "adain"]
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
@@ -49,3 +50,32 @@ def channel_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     mean = x.mean(dim=1, keepdim=True)
     var = (x - mean).square().mean(dim=1, keepdim=True)
     return (x - mean) * (var + eps).rsqrt()
+
+
+def instance_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Zero mean, unit variance of every feature map of ``x: [N, C, *S]`` over all its spatial axes.
+
+    ``(x - mean) * rsqrt(var + eps)`` per sample and channel, as StyleGAN's: computed in float32 at least
+    (the variance of a bfloat16 map is coarse) and returned in x's dtype.
+    """
+    ndops.check_nd(x)
+    dims = list(range(2, x.ndim))
+    y = x.to(torch.promote_types(x.dtype, torch.float32))
+    y = y - y.mean(dim=dims, keepdim=True)
+    return (y * (y.square().mean(dim=dims, keepdim=True) + eps).rsqrt()).to(x.dtype)
+
+
+def adain(x: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Adaptive instance normalisation, StyleGAN eq. 1: ``scale * (x - mean) / std + bias`` per feature map.
+
+    x: ``[N, C, *S]``; scale, bias: ``[N, C]`` (the style y = (y_s, y_b)) -> ``[N, C, *S]``.
+    """
+    nd = ndops.check_nd(x)
+    for name, y in (("scale", scale), ("bias", bias)):
+        if not isinstance(y, torch.Tensor) or tuple(y.shape) != tuple(x.shape[:2]):
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"{name}: expected [N, C] = {list(x.shape[:2])} for x {tuple(x.shape)}, got {got}")
+    full = torch.promote_types(x.dtype, torch.float32)
+    shape = [*x.shape[:2], *[1] * nd]
+    y = instance_norm(x.to(full), eps) * scale.to(full).reshape(shape) + bias.to(full).reshape(shape)
+    return y.to(x.dtype)
