@@ -107,6 +107,12 @@ CASES = [
     ("config-beta-above-one", "train", _train("train.betas=[0,1.5]"), ["train.betas", "[0, 1)"]),
     ("config-bad-precision", "train", _train("train.precision=fp16"), ["train.precision"]),
     ("config-negative-output-clamp", "train", _train("G.output_clamp=-1"), ["G.output_clamp", "positive number"]),
+    ("config-unknown-style-block", "train", _train("G.style_block=adin"), ["G.style_block", "'demod', 'adain'"]),
+    # AdaIN lacks the modulated conv's float16 pre-normalisation (its refusal of fused=True, an API-only
+    # argument, is in tests/nets/test_adain.py).
+    ("config-adain-with-float16-blocks", "train",
+     _train("G.style_block=adain", "G.num_fp16_res=1", "G.fp16_dtype=float16"),
+     ["G.num_fp16_res", "fp16_dtype bfloat16", "adain"]),
     ("config-override-without-equals", "train", _train("train.kimg"), ["train.kimg", "KEY=VALUE"]),
     ("config-missing-file", "train", lambda tmp, ck: [str(tmp / "nope.yaml")], ["nope.yaml"]),
     ("config-empty-file", "train", lambda tmp, ck: [_write(tmp / "empty.yaml", "")], ["empty.yaml"]),

@@ -8,6 +8,7 @@ The layout, defined here once (``train.state`` writes and restores it, ``schema_
 - ``config``: the resolved training config (plain data); ``data_metadata``: the dataset's (units, ranges, affine);
 - ``step``, ``nimg``: counters; ``pl_mean``: the path-length running mean; ``rng``: RNG states;
 - ``augment``: ADA's state; ``lr_scale``: the learning-rate factor after rollbacks;
+- ``growth``: with progressive growing ``{"level", "alpha"}``, the phase the networks are in (else None);
 - ``format_version``: ``FORMAT_VERSION``.
 
 A generator export (``.safetensors``, ``save_generator``) holds ``G_ema``'s tensors and, as JSON text,
@@ -28,7 +29,7 @@ from .files import atomic_write, program_archive
 FORMAT_VERSION = 1
 #: Every key of a training checkpoint (the layout above); ``train.state.TrainingState.checkpoint`` writes them.
 CHECKPOINT_KEYS = ("G", "D", "G_ema", "G_kwargs", "D_kwargs", "G_opt", "D_opt", "scalers", "config", "data_metadata",
-                   "step", "nimg", "pl_mean", "rng", "augment", "lr_scale", "format_version")
+                   "step", "nimg", "pl_mean", "rng", "augment", "lr_scale", "growth", "format_version")
 #: What a checkpoint needs to resume training.
 TRAINING_KEYS = ("G", "D", "G_ema", "G_opt", "D_opt", "config", "step", "nimg", "pl_mean", "rng")
 #: What a generator file (a checkpoint or an export) gives ``read_generator``.

@@ -53,6 +53,7 @@ class GConfig:
     mapping_lr_multiplier: float = 0.01
     output_clamp: float | None = None  # clip the output to [-c, c]: for data clipped to that range (energy grids)
     use_noise: bool = True  # per-position noise inputs (StyleGAN2's stochastic detail); false: none, as NVIDIA's use_noise
+    style_block: str = "demod"  # demod (StyleGAN2's modulated conv) | adain (StyleGAN's conv + AdaIN, config A)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class TrainConfig:
     gp_weight: float = 10.0  # gradient penalty weight (wgan-gp loss)
     pl_weight: float = 2.0  # path-length regularisation weight (0: off)
     pl_interval: int = 4  # lazy path length every this many G steps
+    lazy_reg: bool = True  # false: R1 and path length every step, in the main losses' optimiser steps (StyleGAN, configs A-B)
     pl_batch_shrink: int = 2
     pl_decay: float = 0.01
     style_mixing: float = 0.9  # probability of mixing two latents
@@ -104,6 +106,10 @@ class TrainConfig:
     metrics: tuple[str, ...] = ()  # metrics evaluated during training (ndgan.metrics.METRICS), on G_ema
     metrics_kimg: float | None = None  # evaluate every this many kimg (None: at every snapshot) and at the end
     metrics_at_start: bool = False  # also evaluate the untrained G_ema before step 0 of a fresh run
+    growing: bool = False  # progressive growing (StyleGAN, configs A-D): G and D grow from G.base_shape level by level
+    fade_kimg: float = 600.0  # growing: each new level fades in linearly over this many kimg ...
+    stable_kimg: float = 600.0  # ... then trains alone this long (the base level: this long from the start)
+    growing_batch: tuple[int, ...] | None = None  # growing: the global batch per level, base first (null: train.batch)
 
 
 @dataclass(frozen=True)
@@ -464,6 +470,7 @@ def validate(cfg: Config) -> Config:
                           f"{d.source} samples come from metrics.real_options, e.g. another seed)")
     if "memorization" in t.metrics:
         _check_held_out(cfg)
+    _check_growing(cfg)
     if t.r1_gamma < 0 or t.gp_weight < 0 or t.pl_weight < 0:
         raise ConfigError("train.r1_gamma / gp_weight / pl_weight: expected weights >= 0 (0 switches a term off)")
     if t.max_rollbacks < 0 or not 0 < t.rollback_lr_factor <= 1:
@@ -505,6 +512,48 @@ def validate(cfg: Config) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return cfg
+
+
+def growing_levels(cfg: Config) -> int:
+    """The levels of progressive growing: the pyramid's resolutions from G's base shape to data.shape."""
+    from ..nets.shapes import resolve_pyramid
+
+    return len(resolve_pyramid(len(cfg.data.shape), cfg.data.shape, cfg.G.base_shape))
+
+
+def _check_growing(cfg: Config) -> None:
+    """train.growing: StyleGAN's plain networks, a base shape that reaches data.shape by doublings (D grows
+    from G's), a phase plan that advances, and one batch per level that the stddev groups divide."""
+    t = cfg.train
+    if not t.growing:
+        if t.growing_batch is not None:
+            raise ConfigError("train.growing_batch: a batch per level of progressive growing, which is off; set "
+                              "train.growing: true or remove train.growing_batch")
+        return
+    if cfg.G.architecture != "orig" or cfg.D.architecture != "orig":
+        raise ConfigError(f"train.growing: progressive growing grows StyleGAN's plain networks, G.architecture "
+                          f"and D.architecture orig (here {cfg.G.architecture} and {cfg.D.architecture}); set both "
+                          f"to orig, or turn train.growing off (config E's skip G and resnet D do not grow)")
+    if t.fade_kimg < 0 or t.stable_kimg < 0 or t.fade_kimg + t.stable_kimg <= 0:
+        raise ConfigError(f"train.fade_kimg / train.stable_kimg: expected values >= 0 with a positive sum, got "
+                          f"{t.fade_kimg:g} and {t.stable_kimg:g}")
+    try:
+        levels = growing_levels(cfg)
+    except ValueError as e:
+        raise ConfigError(f"G.base_shape: progressive growing starts at the base shape and doubles it to "
+                          f"data.shape {list(cfg.data.shape)}; {str(e).partition(': ')[2]}") from None
+    if levels < 2:
+        raise ConfigError(f"G.base_shape: data.shape {list(cfg.data.shape)} is the base shape, nothing to grow; "
+                          f"use a smaller G.base_shape or turn train.growing off")
+    if t.growing_batch is not None:
+        if len(t.growing_batch) != levels or any(b < 1 for b in t.growing_batch):
+            raise ConfigError(f"train.growing_batch: expected {levels} positive batches (one per level, base first: "
+                              f"{levels} resolutions from the base shape to data.shape), got {list(t.growing_batch)}")
+        group = cfg.D.mbstd_group_size
+        for b in t.growing_batch:
+            if cfg.D.mbstd_num_channels and group and b % min(group, b):
+                raise ConfigError(f"train.growing_batch: {b} is not divisible by D.mbstd_group_size={group}; use "
+                                  f"multiples of {group}")
 
 
 def _check_held_out(cfg: Config) -> None:

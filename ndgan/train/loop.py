@@ -25,6 +25,7 @@ from ..io.budget import check_fits
 from ..io.files import check_writable
 from . import distributed
 from .config import Config, ConfigError, from_dict, resolve_precision, to_dict
+from .growing import Growing
 from .run_folder import RunFolder, check_own_folder
 from .state import TrainingState, check_training_fits, plain_metadata, resume_state
 from .step import TrainingStep
@@ -63,7 +64,10 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
     for net in (s.G, s.D, s.G_ema):
         distributed.broadcast_module(net)
     train_step = TrainingStep(s, cfg, world, device)
-    batches = _batches(dataset, cfg, s.step, rank, world, device)
+    growing = Growing(cfg, s) if t.growing else None
+    batch = growing.batch(s.nimg) if growing else t.batch
+    train_step.set_batch(batch)
+    batches = _batches(dataset, cfg, s.step, rank, world, device, batch)
     grid_z, grid_c = _grid(cfg, dataset, s.G.z_dim, c_dim, device)
     evaluator = _evaluator(cfg, dataset, device) if t.metrics and rank == 0 else None
     metadata, units = plain_metadata(dataset), getattr(dataset, "metadata", {}).get("units")
@@ -88,7 +92,17 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
         if evaluator is not None and s.nimg == 0 and t.metrics_at_start:  # a curve's starting point (ADA's tick 0)
             t_log += folder.log_metrics(evaluator, s.G_ema, s.nimg, s.step)
         while s.nimg < total:
-            train_step(*_batch(next(batches), device, s.memory_format))
+            if growing is not None:  # the networks are in the phase of s.nimg (so is every checkpoint)
+                growing.update(s.nimg)
+                if growing.batch(s.nimg) != batch:  # a new level may bring its own batch
+                    batch = growing.batch(s.nimg)
+                    train_step.set_batch(batch)
+                    batches = _batches(dataset, cfg, s.step, rank, world, device, batch)
+                reals, labels = _batch(next(batches), device, s.memory_format)
+                train_step(growing.reals(reals), labels)
+                growing.update(s.nimg)
+            else:
+                train_step(*_batch(next(batches), device, s.memory_format))
             if folder is not None:
                 folder.show_progress(nimg_log)
 
@@ -105,7 +119,9 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
                         + (f" after {rollbacks - 1} rollbacks" if good is not None else ", before any checkpoint")
                         + "; lower train.g_lr / train.d_lr, raise train.r1_gamma, or check the data for NaN")
                 s.restore(good, rank, s.lr_scale * t.rollback_lr_factor)
-                batches = _batches(dataset, cfg, s.step, rank, world, device)
+                batch = growing.batch(s.nimg) if growing else t.batch
+                train_step.set_batch(batch)
+                batches = _batches(dataset, cfg, s.step, rank, world, device, batch)
                 saved_at, next_snapshot = s.nimg, (s.nimg // snap + 1) * snap
                 next_metrics = (s.nimg // every + 1) * every
                 train_step.reset()
@@ -121,7 +137,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
                     folder.log_stats({"kimg": s.nimg / 1000, "step": s.step,
                                       "sec_per_kimg": (now - t_log) / max((s.nimg - nimg_log) / 1000, 1e-9),
                                       "pl_mean": float(s.pl_mean), "augment_p": float(s.ada.p),
-                                      **train_step.averages()}, s.nimg)
+                                      **(growing.stats() if growing else {}), **train_step.averages()}, s.nimg)
                 train_step.reset()
                 t_log, nimg_log = now, s.nimg
 
@@ -203,9 +219,9 @@ def open_training_data(cfg: Config):
     return dataset, first[1].numel() if isinstance(first, (list, tuple)) else 0
 
 
-def _batches(dataset, cfg: Config, start_step: int, rank: int, world: int, device):
-    """The step-indexed batch stream from any step (resume, rollback)."""
-    return iter(make_loader(dataset, cfg.train.batch, workers=cfg.data.workers, seed=cfg.train.seed,
+def _batches(dataset, cfg: Config, start_step: int, rank: int, world: int, device, batch: int):
+    """The step-indexed batch stream of ``batch`` samples from any step (resume, rollback, a new level)."""
+    return iter(make_loader(dataset, batch, workers=cfg.data.workers, seed=cfg.train.seed,
                             pin_memory=device.type == "cuda", start_step=start_step, rank=rank, world=world))
 
 

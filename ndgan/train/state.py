@@ -35,10 +35,12 @@ class TrainingState:
             for net in (self.G, self.D):
                 to_memory_format(net, self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.r1_interval = t.r1_interval if (t.loss == "nonsaturating" and t.r1_gamma > 0) else 0
-        self.pl_interval = t.pl_interval if t.pl_weight > 0 else 0
-        self.G_opt = lazy_adam(self.G.parameters(), t.g_lr, t.betas, self.pl_interval)
-        self.D_opt = lazy_adam(self.D.parameters(), t.d_lr, t.betas, self.r1_interval)
+        # Without lazy regularisation (train.lazy_reg false) every step adds the terms to the main losses: an
+        # interval of 1, and no correction of the optimisers.
+        self.r1_interval = (t.r1_interval if t.lazy_reg else 1) if (t.loss == "nonsaturating" and t.r1_gamma > 0) else 0
+        self.pl_interval = (t.pl_interval if t.lazy_reg else 1) if t.pl_weight > 0 else 0
+        self.G_opt = lazy_adam(self.G.parameters(), t.g_lr, t.betas, self.pl_interval if t.lazy_reg else 0)
+        self.D_opt = lazy_adam(self.D.parameters(), t.d_lr, t.betas, self.r1_interval if t.lazy_reg else 0)
         # float16 needs loss scaling (the main passes); R1 and path length take plain steps.
         self.scalers = {name: torch.amp.GradScaler(device.type, enabled=t.precision == "float16") for name in "GD"}
         aug = cfg.augment
@@ -56,7 +58,12 @@ class TrainingState:
                 "D_kwargs": self.D.init_kwargs, "config": to_dict(self.cfg), "step": self.step, "nimg": self.nimg,
                 "pl_mean": self.pl_mean.detach().cpu(), "rng": _rng_state(self.device), "augment": self.ada.state_dict(),
                 "lr_scale": self.lr_scale, "scalers": {k: v.state_dict() for k, v in self.scalers.items()},
-                "data_metadata": data_metadata}
+                "data_metadata": data_metadata, **self._growth()}
+
+    def _growth(self) -> dict:
+        """The phase the networks are in with progressive growing (their buffers hold it too); else None."""
+        growth = getattr(self.D, "growth", None)
+        return {"growth": None if growth is None else {"level": growth.level, "alpha": growth.alpha}}
 
     def save(self, run_dir: Path, data_metadata: dict) -> Path:
         """Write the checkpoint of this step into ``run_dir`` and prune the older ones."""
@@ -119,8 +126,8 @@ class TrainingState:
             raise ValueError(f"resume: the checkpoint's tensors do not fit the networks ({type(e).__name__}: "
                              f"{str(e).splitlines()[0]})") from None
         self.lr_scale = float(state.get("lr_scale", 1.0)) if lr_scale is None else lr_scale
-        set_lazy_hparams(self.G_opt, t.g_lr * self.lr_scale, t.betas, self.pl_interval)
-        set_lazy_hparams(self.D_opt, t.d_lr * self.lr_scale, t.betas, self.r1_interval)
+        set_lazy_hparams(self.G_opt, t.g_lr * self.lr_scale, t.betas, self.pl_interval if t.lazy_reg else 0)
+        set_lazy_hparams(self.D_opt, t.d_lr * self.lr_scale, t.betas, self.r1_interval if t.lazy_reg else 0)
         if "augment" in state:
             self.ada.load_state_dict(state["augment"], pending=rank == 0)
         for name, scaler_state in state.get("scalers", {}).items():
@@ -170,6 +177,14 @@ def resume_state(cfg: Config, run_dir: Path, resume, rank: int, init=None):
             raise ConfigError(f"resume: the config's '{section}' section differs from the checkpoint's in what "
                               f"defines the networks or the data; only train.* and data.path/options/workers "
                               f"may change when resuming")
+    plan = {"growing": False, "fade_kimg": 600.0, "stable_kimg": 600.0, "growing_batch": None}
+    old_plan = {k: old["train"].get(k, v) for k, v in plan.items()}
+    new_plan = {k: new["train"][k] for k in plan}
+    if old_plan != new_plan:
+        key = next(k for k in plan if old_plan[k] != new_plan[k])
+        raise ConfigError(f"train.{key}: the checkpoint grew with {key} {old_plan[key]}, the config says "
+                          f"{new_plan[key]}; a resume keeps the growing schedule (train.growing, fade_kimg, "
+                          f"stable_kimg, growing_batch): set it back, or start a new run with --init")
     if rank == 0 and old["train"].get("precision", "float32") != new["train"]["precision"]:
         print(f"warning: train.precision is {new['train']['precision']} now, the checkpoint trained with "
               f"{old['train'].get('precision', 'float32')}; set train.precision to keep it")

@@ -100,9 +100,14 @@ class TrainingStep:
         # compiled graphs do not support double backward.
         self.synthesis = torch.compile(state.G.synthesis, dynamic=False) if t.compile else state.G.synthesis
         self.D_main = torch.compile(state.D, dynamic=False) if t.compile else state.D
-        self.per_rank = t.batch // world
-        self.micro = t.batch_gpu or self.per_rank
+        self.set_batch(t.batch)
         self.reset()
+
+    def set_batch(self, batch: int) -> None:
+        """The global batch of the coming steps (``train.growing_batch`` changes it per level)."""
+        self.batch, self.per_rank = batch, batch // self.world
+        self.micro = self.t.batch_gpu or self.per_rank
+        self.s.ada.step_size = batch * self.ada_interval / (self.s.cfg.augment.speed_kimg * 1000)
 
     def _chunks(self, *tensors):
         """(weight, chunks...) per micro-batch: the weight is its share of the batch (None passes through)."""
@@ -127,19 +132,19 @@ class TrainingStep:
         return net(augment(x, ada.p, **self.augment_kwargs) if ada.active else x, c)
 
     def __call__(self, reals, c) -> None:
-        s = self.s
-        self.d_main(reals, c)
-        if s.r1_interval and s.step % s.r1_interval == 0:
+        s, lazy = self.s, self.t.lazy_reg
+        self.d_main(reals, c, with_r1=not lazy and bool(s.r1_interval))
+        if lazy and s.r1_interval and s.step % s.r1_interval == 0:
             self.r1(reals, c)
-        self.g_main(c)
-        if s.pl_interval and s.step % s.pl_interval == 0:
+        self.g_main(c, with_pl=not lazy and bool(s.pl_interval))
+        if lazy and s.pl_interval and s.step % s.pl_interval == 0:
             self.path_length(c)
-        s.step, s.nimg = s.step + 1, s.nimg + self.t.batch
+        s.step, s.nimg = s.step + 1, s.nimg + self.batch
         if s.step % self.ada_interval == 0:  # ADA: move p by the sign of E[sign(D(real))] - target, over ranks
             s.ada.step(distributed.all_reduce_sum)
         self.ema()
 
-    def d_main(self, reals, c):
+    def d_main(self, reals, c, with_r1=False):
         s, t = self.s, self.t
         z = torch.randn(self.per_rank, s.G.z_dim, device=self.device)
         s.D.requires_grad_(True)
@@ -162,22 +167,27 @@ class TrainingStep:
                                                                          cc).mean()
             s.scalers["D"].scale(d_loss * weight).backward()
             total = total + d_loss.detach() * weight
+        if with_r1:  # StyleGAN's regularisation: R1 in the same optimiser step (its gradients scaled alike)
+            self._r1_backward(reals, c, s.scalers["D"])
         finish_step(s.D_opt, self.d_params, self.world, s.scalers["D"])
         self._accumulate("loss/D", total)
 
     def r1(self, reals, c):
         s = self.s
         s.D_opt.zero_grad(set_to_none=True)
-        total = 0
+        self._r1_backward(reals, c, self.unscaled)
+        finish_step(s.D_opt, self.d_params, self.world, self.unscaled)
+
+    def _r1_backward(self, reals, c, scaler):
+        s, total = self.s, 0
         for weight, x, cc in self._chunks(reals, c):
             reals_r1 = x.detach().requires_grad_(True)
             r1 = losses.r1_penalty(self.run_D(s.D, reals_r1, cc), reals_r1)
-            (r1.mean() * (self.t.r1_gamma / 2) * s.r1_interval * weight).backward()
+            scaler.scale(r1.mean() * (self.t.r1_gamma / 2) * s.r1_interval * weight).backward()
             total = total + r1.detach().mean() * weight
-        finish_step(s.D_opt, self.d_params, self.world, self.unscaled)
         self._accumulate("loss/R1", total)
 
-    def g_main(self, c):
+    def g_main(self, c, with_pl=False):
         s, t = self.s, self.t
         s.D.requires_grad_(False)
         z = torch.randn(self.per_rank, s.G.z_dim, device=self.device)
@@ -190,12 +200,20 @@ class TrainingStep:
                 g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
             s.scalers["G"].scale(g_loss * weight).backward()
             total = total + g_loss.detach() * weight
+        if with_pl:  # StyleGAN2's config D without laziness: path length in the same optimiser step
+            s.D.requires_grad_(False)
+            self._pl_backward(c, s.scalers["G"])
         finish_step(s.G_opt, self.g_params, self.world, s.scalers["G"])
         self._accumulate("loss/G", total)
 
     def path_length(self, c):
-        s, t = self.s, self.t
+        s = self.s
         s.G_opt.zero_grad(set_to_none=True)
+        self._pl_backward(c, self.unscaled)
+        finish_step(s.G_opt, self.g_params, self.world, self.unscaled)
+
+    def _pl_backward(self, c, scaler):
+        s, t = self.s, self.t
         total, rounds = 0, self.per_rank // self.micro
         for i in range(rounds):  # each micro-batch's share of the shrunken batch
             n_pl = max(self.micro // t.pl_batch_shrink, 1)
@@ -205,9 +223,8 @@ class TrainingStep:
             lengths = losses.path_lengths(images, ws, losses.path_length_noise(images))
             penalty, pl_mean = losses.path_length_penalty(lengths, s.pl_mean, t.pl_decay)
             s.pl_mean = pl_mean.detach()
-            (penalty.mean() * t.pl_weight * s.pl_interval / rounds).backward()
+            scaler.scale(penalty.mean() * t.pl_weight * s.pl_interval / rounds).backward()
             total = total + penalty.detach().mean() / rounds
-        finish_step(s.G_opt, self.g_params, self.world, self.unscaled)
         self._accumulate("loss/PL", total)
 
     def ema(self):
@@ -216,7 +233,7 @@ class TrainingStep:
         ema_nimg = t.ema_kimg * 1000
         if t.ema_rampup is not None:
             ema_nimg = min(ema_nimg, s.nimg * t.ema_rampup)
-        beta = 0.5 ** (t.batch / max(ema_nimg, 1e-8))
+        beta = 0.5 ** (self.batch / max(ema_nimg, 1e-8))
         with torch.no_grad():
             for p_ema, p in zip(s.G_ema.parameters(), s.G.parameters()):
                 p_ema.copy_(p.lerp(p_ema, beta))
