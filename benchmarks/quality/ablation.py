@@ -16,7 +16,8 @@ energy16: 3 levels, 2 of 4 kimg) and trains on to ``--kimg``.
 G_ema is evaluated during training; the table takes the last point: digits: Fréchet distance in the shipped
 digit classifier's features, path length (PPL, in those features) and precision/recall (k = 3, same features);
 energy16: the W1 distance of the Henry coefficient, next to its real-vs-real split (3D has no feature network,
-so no PPL or precision/recall). Writes docs/figures/ablation-<workload>-curve.png,
+so no PPL or precision/recall). Writes docs/figures/ablation-<workload>-curve.png, the last sample grid of each config side by side
+(docs/figures/ablation-<workload>-samples.png),
 benchmarks/quality/results/ablation-<workload>.json and the table benchmarks/quality/results/ablation-<workload>.md.
 """
 
@@ -66,22 +67,50 @@ def overrides_for(name: str, config: str, kimg: float, extra=()) -> list[str]:
             *extra]
 
 
-def table(name: str, last: dict) -> str:
-    """The paper's layout: one row per config, this workload's columns next to the paper's FFHQ ones."""
+def table(name: str, last: dict, seconds: dict) -> str:
+    """The paper's layout: one row per config, this workload's columns (each with its real-vs-real value in
+    brackets where the metric has one) and the training time, next to the paper's FFHQ numbers."""
     w = WORKLOADS[name]
     cols = [w["distance"][0], *[k for k in w["keys"] if k != w["distance"][0]]]
-    head = " | ".join(cols)
-    lines = [f"| Configuration | {head} | FFHQ FID | FFHQ path length | FFHQ precision | FFHQ recall |",
-             "| --- |" + " --- |" * (len(cols) + 4)]
+    lines = [f"| Configuration | {' | '.join(cols)} | minutes | FFHQ FID | FFHQ path length | FFHQ precision | "
+             f"FFHQ recall |", "| --- |" + " ---: |" * (len(cols) + 5)]
     for config in CONFIGS:
         r = last.get(config) or {}
-        ours = " | ".join("–" if r.get(k) is None else f"{r[k]:.4g}" for k in cols)
+        cells = []
+        for k in cols:
+            base = next((r[b] for b in (f"{k}_baseline", f"{k}_real") if r.get(b) is not None), None)
+            cells.append("–" if r.get(k) is None else f"{r[k]:.4g}" + ("" if base is None else f" ({base:.3g})"))
         paper = " | ".join(f"{v:g}" for v in PAPER_FFHQ[config])
-        lines.append(f"| {ROWS[config]} | {ours} | {paper} |")
-    baselines = sorted({round(r[w["distance"][1]], 4) for r in last.values() if r and r.get(w["distance"][1]) is not None})
-    if baselines:
-        lines.append(f"\nReal vs real {w['distance'][0]}: {', '.join(map(str, baselines))}.")
+        lines.append(f"| {ROWS[config]} | {' | '.join(cells)} | {seconds.get(config, 0) / 60:.0f} | {paper} |")
     return "\n".join(lines) + "\n"
+
+
+def samples_figure(base: str, path) -> None:
+    """The last snapshot grid of every config (G_ema, fixed latents), side by side under its config's name."""
+    from pathlib import Path
+
+    from PIL import Image, ImageDraw
+
+    grids = {}
+    for config in CONFIGS:
+        found = sorted(Path(f"{base}-{config}").glob("samples-*.png"))
+        if found:
+            grids[config] = Image.open(found[-1]).convert("L")
+    if not grids:
+        return
+    w, h = max(g.width for g in grids.values()), max(g.height for g in grids.values())
+    sheet = Image.new("L", (len(grids) * (w + 8), h + 20), 255)
+    draw = ImageDraw.Draw(sheet)
+    for i, (config, grid) in enumerate(grids.items()):
+        sheet.paste(grid, (i * (w + 8), 20))
+        draw.text((i * (w + 8) + 4, 4), config, fill=0)
+    sheet.save(path)
+    print(f"wrote {path}")
+
+
+def keys_of(name: str) -> tuple:
+    """Every result key the summary keeps: the columns and their real-vs-real values."""
+    return tuple(f"{k}{suffix}" for k in WORKLOADS[name]["keys"] for suffix in ("", "_baseline", "_real"))
 
 
 if __name__ == "__main__":
@@ -101,7 +130,7 @@ if __name__ == "__main__":
     curves, summary = {}, {"machine": common.machine(), "date": time.strftime("%Y-%m-%d"), "workload": name,
                            "kimg": args.kimg, "command": f"python benchmarks/quality/ablation.py --workload {name}",
                            "runs": {}}
-    keys = (*WORKLOADS[name]["keys"], WORKLOADS[name]["distance"][1])
+    keys = keys_of(name)
     for config in CONFIGS:
         out = f"{base}-{config}"
         overrides = overrides_for(name, config, args.kimg, args.overrides)
@@ -117,7 +146,9 @@ if __name__ == "__main__":
               *[(k, None, k, False) for k in WORKLOADS[name]["keys"] if k != WORKLOADS[name]["distance"][0]]]
     common.plot({c: v for c, v in curves.items() if v}, panels, common.FIGURES / f"ablation-{name}-curve.png",
                 f"StyleGAN2's ablation ladder on {name}, {args.kimg:g} kimg per config (dashed: real vs real)")
+    samples_figure(base, common.FIGURES / f"ablation-{name}-samples.png")
     common.RESULTS.mkdir(parents=True, exist_ok=True)
     (common.RESULTS / f"ablation-{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (common.RESULTS / f"ablation-{name}.md").write_text(table(name, last))
-    print(table(name, last))
+    seconds = {c: runs["train_seconds"] for c, runs in summary["runs"].items()}
+    (common.RESULTS / f"ablation-{name}.md").write_text(table(name, last, seconds))
+    print(table(name, last, seconds))
