@@ -31,7 +31,7 @@ class GrowthState(nn.Module):
         self.levels = levels
         self.register_buffer("level_alpha", torch.tensor([levels - 1, 1.0], dtype=torch.float64))
         self.level, self.alpha = levels - 1, 1.0
-        self.register_load_state_dict_post_hook(lambda module, _: module._mirror())
+        self.register_load_state_dict_post_hook(_mirror_after_load)
 
     def _mirror(self):
         level, alpha = self.level_alpha.tolist()
@@ -47,6 +47,10 @@ class GrowthState(nn.Module):
 
     def extra_repr(self):
         return f"levels={self.levels}, level={self.level}, alpha={self.alpha:g}"
+
+
+def _mirror_after_load(module, incompatible_keys) -> None:  # a function, not a lambda: nets stay picklable
+    module._mirror()
 
 
 def schedule(nimg: int, levels: int, fade_kimg: float, stable_kimg: float) -> tuple[int, float]:

@@ -534,6 +534,12 @@ def _check_growing(cfg: Config) -> None:
         raise ConfigError(f"train.growing: progressive growing grows StyleGAN's plain networks, G.architecture "
                           f"and D.architecture orig (here {cfg.G.architecture} and {cfg.D.architecture}); set both "
                           f"to orig, or turn train.growing off (config E's skip G and resnet D do not grow)")
+    if t.compile:
+        raise ConfigError("train.compile: growing blends with a fade-in weight that changes every step, which "
+                          "would recompile the networks each time; set train.compile false with train.growing")
+    if t.growing_batch is not None and t.batch_gpu is not None:
+        raise ConfigError("train.batch_gpu: micro-batches with a batch per level (train.growing_batch) are not "
+                          "supported; remove one of them")
     if t.fade_kimg < 0 or t.stable_kimg < 0 or t.fade_kimg + t.stable_kimg <= 0:
         raise ConfigError(f"train.fade_kimg / train.stable_kimg: expected values >= 0 with a positive sum, got "
                           f"{t.fade_kimg:g} and {t.stable_kimg:g}")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .. import ops
 from ..nets.growing import fade_reals, schedule
-from .config import ConfigError, growing_levels
+from .config import growing_levels
 
 
 class Growing:
@@ -20,9 +20,6 @@ class Growing:
         self.filter = ops.setup_filter(state.G.init_kwargs["resample_filter"])
         self.padding_mode = "circular" if cfg.data.periodic else "zeros"
         self.level, self.alpha = self.levels - 1, 1.0
-        if t.growing_batch is not None and t.batch_gpu is not None:
-            raise ConfigError("train.batch_gpu: micro-batches with a batch per level (train.growing_batch) are not "
-                              "supported; remove one of them")
 
     def phase(self, nimg: int) -> tuple[int, float]:
         return schedule(nimg, self.levels, self.t.fade_kimg, self.t.stable_kimg)

@@ -65,6 +65,8 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
         distributed.broadcast_module(net)
     train_step = TrainingStep(s, cfg, world, device)
     growing = Growing(cfg, s) if t.growing else None
+    if growing is not None:
+        growing.update(s.nimg)  # before any evaluation at step 0 (train.metrics_at_start)
     batch = growing.batch(s.nimg) if growing else t.batch
     train_step.set_batch(batch)
     batches = _batches(dataset, cfg, s.step, rank, world, device, batch)
@@ -188,6 +190,10 @@ def _configure(cfg: Config, world: int, device) -> None:
         raise ConfigError(f"train.batch: {t.batch} over {world} process(es) gives {per_rank} per process, which "
                           f"D.mbstd_group_size={group} does not divide; use a batch of {world} x a multiple of "
                           f"{min(group, per_rank)}")
+    for b in t.growing_batch or ():  # every level's batch splits as train.batch must
+        if b % world or (cfg.D.mbstd_num_channels and group and (b // world) % min(group, b // world)):
+            raise ConfigError(f"train.growing_batch: {b} over {world} process(es) gives {b // world} per process; "
+                              f"use batches of {world} x a multiple of D.mbstd_group_size={group}")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = t.tf32
@@ -211,8 +217,8 @@ def open_training_data(cfg: Config):
     if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
         raise ConfigError(f"data.shape / data.channels: the {cfg.data.source} data gives samples of "
                           f"{tuple(sample.shape)}, the config says {(cfg.data.channels, *cfg.data.shape)}")
-    if len(dataset) < t.batch:
-        raise ConfigError(f"train.batch: {t.batch} is larger than the dataset ({len(dataset)} samples at "
+    if len(dataset) < max(t.growing_batch or (t.batch,)):
+        raise ConfigError(f"train.batch / growing_batch: {max(t.growing_batch or (t.batch,))} is larger than the dataset ({len(dataset)} samples at "
                           f"{cfg.data.path or cfg.data.source}); use a smaller batch or more data")
     check_fits(8 * len(dataset), f"the data: {len(dataset)} samples (data.options.length, or the dataset's size)",
                "each epoch's shuffled order holds 8 bytes per sample; use fewer samples", "cpu")

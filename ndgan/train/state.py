@@ -170,9 +170,10 @@ def resume_state(cfg: Config, run_dir: Path, resume, rank: int, init=None):
         raise FileExistsError(f"--resume {resume}: {run_dir} holds newer checkpoints ({newer[-1]}) that this run "
                               f"would overwrite; choose another --out to branch off from {Path(resume).name}")
     old, new = state["config"], to_dict(cfg)
+    defaults = to_dict(Config())  # a key added since the checkpoint was written has its default's meaning
     fixed = {"data": ("source", "shape", "channels", "periodic"), "G": None, "D": None}
     for section, keys in fixed.items():
-        pick = (lambda d: d) if keys is None else (lambda d: {k: d[k] for k in keys})
+        pick = (lambda d: {**defaults[section], **d}) if keys is None else (lambda d: {k: d[k] for k in keys})
         if pick(old[section]) != pick(new[section]):
             raise ConfigError(f"resume: the config's '{section}' section differs from the checkpoint's in what "
                               f"defines the networks or the data; only train.* and data.path/options/workers "
@@ -221,13 +222,14 @@ def check_training_fits(cfg: Config, device) -> None:
     params = 5 * module_bytes(G) + 4 * module_bytes(D)
     d, t = cfg.data, cfg.train
     top = min(cfg.G.channel_base // max(d.shape), cfg.G.channel_max)
-    activations = 4 * t.batch * math.prod(d.shape) * (d.channels + max(top, 1)) * 4  # fwd+bwd, G and D
+    batch = max(t.growing_batch or (t.batch,))  # growing: the largest level batch, at the full shape
+    activations = 4 * batch * math.prod(d.shape) * (d.channels + max(top, 1)) * 4  # fwd+bwd, G and D
     if params >= activations:
         what = (f"G and D ({gib(module_bytes(G))} and {gib(module_bytes(D))} of parameters; G.z_dim, G.w_dim, "
                 f"G/D.channel_base, channel_max and data.shape set their size)")
         fix = "make the networks smaller"
     else:
-        what = f"data.shape {list(d.shape)} x train.batch {t.batch} (one training step's activations)"
+        what = f"data.shape {list(d.shape)} x train.batch {batch} (one training step's activations)"
         fix = "use a smaller data.shape or train.batch"
     check_fits(params + activations, what, fix, device)
 

@@ -75,3 +75,32 @@ def test_bad_growing_configs_are_one_line_errors_naming_the_key(overrides, match
 def test_growing_batch_without_growing_is_refused():
     with pytest.raises(ConfigError, match="train.growing_batch: a batch per level of progressive growing, which is off"):
         load_config("configs/tiny2d.yaml", ["train.growing_batch=[8,8,8]"])
+
+
+def test_a_checkpoint_from_before_the_style_block_and_growing_keys_still_resumes(tmp_path):
+    """Checkpoints written before G.style_block, G.progressive-era keys and train.growing existed resume: a
+    missing key means its default, which is what those runs trained with."""
+    from ndgan.io import checkpoint as ckpt
+
+    out = train(load_config("configs/tiny2d.yaml", ["train.kimg=0.008", "train.snapshot_kimg=0.008"]), tmp_path / "r")
+    path = out / "checkpoint-000000008.pt"
+    state = torch.load(path, weights_only=True)
+    for key in ("style_block", "use_noise"):
+        del state["config"]["G"][key]
+    for key in ("growing", "fade_kimg", "stable_kimg", "growing_batch", "lazy_reg"):
+        del state["config"]["train"][key]
+    del state["growth"]
+    ckpt.save(state, path)
+    train(load_config("configs/tiny2d.yaml", ["train.kimg=0.016", "train.snapshot_kimg=0.008"]), out, "auto")
+    assert (out / "checkpoint-000000016.pt").is_file()
+
+
+def test_growing_refuses_compile_and_level_batches_the_processes_cannot_split():
+    with pytest.raises(ConfigError, match="train.compile: growing blends with a fade-in weight"):
+        load_config("configs/tiny2d.yaml", [*GROW, "train.compile=true"])
+    from ndgan.train.loop import _configure
+
+    cfg = load_config("configs/tiny2d.yaml", [*GROW, "train.growing_batch=[24,12,8]"])
+    with pytest.raises(ConfigError, match=r"train.growing_batch: 12 over 2 process\(es\) gives 6 per process"):
+        _configure(cfg, 2, torch.device("cpu"))
+    _configure(cfg, 1, torch.device("cpu"))  # one process: 12 splits into groups of 4
