@@ -279,10 +279,14 @@ class AdaptiveP:
     def __init__(self, mode="ada", p=0.0, target=0.6, interval=4, speed_kimg=500.0, batch=32, device="cpu"):
         if mode not in ("ada", "fixed", "none"):
             raise ValueError(f"augment.mode: expected ada, fixed or none, got {mode!r}")
-        self.mode, self.target, self.interval = mode, target, interval
-        self.step_size = batch * interval / (speed_kimg * 1000)
+        self.mode, self.target, self.interval, self.speed_kimg = mode, target, interval, speed_kimg
+        self.set_batch(batch)
         self.p = torch.tensor(0.0 if mode == "none" else float(p), device=device)
         self.stats = torch.zeros(2, device=device)  # sum of signs, count
+
+    def set_batch(self, batch: int) -> None:
+        """p may move from 0 to 1 in ``speed_kimg``: per adjustment, ``batch * interval`` samples' share."""
+        self.step_size = batch * self.interval / (self.speed_kimg * 1000)
 
     @property
     def active(self) -> bool:

@@ -147,8 +147,7 @@ def find_stacks(path) -> list[Stack]:
             if shape != first[0] or dtype != first[1]:
                 raise ValueError(f"{f}: slice of {shape} {dtype}, {files[0].name} is {first[0]} {first[1]}; "
                                  f"every slice of a stack must have one shape and type")
-        why = first[3] if first[3] != "its ImageJ metadata has a pixel size but no slice spacing" else \
-            "its slices have a pixel size but no slice spacing"
+        why = "single-page slices hold no spacing between them"  # whatever pixel size each one has
         return [Stack([str(f) for f in files], (len(files), *first[0]), first[1], None, why, str(p))]
     if p.is_file():
         files = [p]

@@ -128,7 +128,6 @@ class Discriminator(nn.Module):
         if progressive:  # an input layer at every resolution, the base one here
             self.growth = GrowthState(len(shapes))
             self.base_input = EqualConv(spatial_dims, channels, ch[0], 1, activation="lrelu", conv_clamp=conv_clamp)
-            self.register_buffer("resample_filter", ops.setup_filter(resample_filter), persistent=False)
         if c_dim:
             self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, None, mapping_layers, w_avg_beta=None,
                                           continuous_labels=continuous_labels)
@@ -174,7 +173,7 @@ class Discriminator(nn.Module):
             else self.base_input(y)  # noqa: E731
         h = self.blocks[first](None, img)[0] if first < top else enter(first, img)
         if alpha < 1 and first < top:
-            low = ops.downsample(img, self.resample_filter, padding_mode=self.blocks[0].padding_mode)
+            low = ops.downsample(img, self.blocks[0].resample_filter, padding_mode=self.blocks[0].padding_mode)
             h = torch.lerp(enter(first + 1, low).to(h.dtype), h, alpha)
         for block in self.blocks[first + 1:]:
             h = block(h, None)[0]

@@ -151,8 +151,6 @@ class SynthesisNetwork(nn.Module):
                 resample_filter=resample_filter, use_noise=use_noise, style_block=style_block,
                 has_output=progressive))
         self.growth = GrowthState(len(self.shapes)) if progressive else None
-        if progressive:
-            self.register_buffer("resample_filter", ops.setup_filter(resample_filter), persistent=False)
         self.ws_index = []  # first w of each block
         self.num_ws = 0
         for block in self.blocks:
@@ -190,7 +188,7 @@ class SynthesisNetwork(nn.Module):
                            output=i == level or fading)
             low = img if fading else low
         if low is not None:
-            img = fade(low, img, alpha, self.resample_filter, self.blocks[0].padding_mode)
+            img = fade(low, img, alpha, self.blocks[0].resample_filter, self.blocks[0].padding_mode)
         return to_full(img, 2 ** (len(self.blocks) - 1 - level))
 
 

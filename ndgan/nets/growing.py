@@ -38,12 +38,16 @@ class GrowthState(nn.Module):
         self.level, self.alpha = int(level), float(alpha)
 
     def set(self, level: int, alpha: float) -> None:
+        """Called around every training step: writes the buffer in place (no allocation, no host transfer),
+        and only when the phase changed."""
         if not (isinstance(level, int) and 0 <= level < self.levels and 0.0 <= alpha <= 1.0):
             raise ValueError(f"growth: expected a level in 0..{self.levels - 1} and alpha in [0, 1], got "
                              f"{level!r}, {alpha!r}")
+        if (level, float(alpha)) == (self.level, self.alpha):
+            return
         self.level, self.alpha = level, float(alpha)
         with torch.no_grad():
-            self.level_alpha.copy_(torch.tensor([level, alpha], dtype=torch.float64))
+            self.level_alpha[0], self.level_alpha[1] = level, self.alpha
 
     def extra_repr(self):
         return f"levels={self.levels}, level={self.level}, alpha={self.alpha:g}"

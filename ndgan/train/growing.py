@@ -17,7 +17,7 @@ class Growing:
         t = cfg.train
         self.t, self.levels = t, growing_levels(cfg)
         self.nets = [state.G.synthesis.growth, state.G_ema.synthesis.growth, state.D.growth]
-        self.filter = ops.setup_filter(state.G.init_kwargs["resample_filter"])
+        self.filter = ops.setup_filter(state.G.init_kwargs["resample_filter"], device=state.device)
         self.padding_mode = "circular" if cfg.data.periodic else "zeros"
         self.level, self.alpha = self.levels - 1, 1.0
 

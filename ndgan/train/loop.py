@@ -65,11 +65,14 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
         distributed.broadcast_module(net)
     train_step = TrainingStep(s, cfg, world, device)
     growing = Growing(cfg, s) if t.growing else None
-    if growing is not None:
-        growing.update(s.nimg)  # before any evaluation at step 0 (train.metrics_at_start)
-    batch = growing.batch(s.nimg) if growing else t.batch
-    train_step.set_batch(batch)
-    batches = _batches(dataset, cfg, s.step, rank, world, device, batch)
+
+    def start_batches():  # the batch stream from s.step, with the batch of its level (train.growing_batch)
+        if growing is not None:
+            growing.update(s.nimg)  # the networks are in the phase of s.nimg, and so is every checkpoint
+        train_step.set_batch(growing.batch(s.nimg) if growing else t.batch)
+        return _batches(dataset, cfg, s.step, rank, world, device, train_step.batch)
+
+    batches = start_batches()
     grid_z, grid_c = _grid(cfg, dataset, s.G.z_dim, c_dim, device)
     evaluator = _evaluator(cfg, dataset, device) if t.metrics and rank == 0 else None
     metadata, units = plain_metadata(dataset), getattr(dataset, "metadata", {}).get("units")
@@ -94,17 +97,12 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
         if evaluator is not None and s.nimg == 0 and t.metrics_at_start:  # a curve's starting point (ADA's tick 0)
             t_log += folder.log_metrics(evaluator, s.G_ema, s.nimg, s.step)
         while s.nimg < total:
-            if growing is not None:  # the networks are in the phase of s.nimg (so is every checkpoint)
+            reals, labels = _batch(next(batches), device, s.memory_format)
+            train_step(growing.reals(reals) if growing else reals, labels)
+            if growing is not None:
                 growing.update(s.nimg)
-                if growing.batch(s.nimg) != batch:  # a new level may bring its own batch
-                    batch = growing.batch(s.nimg)
-                    train_step.set_batch(batch)
-                    batches = _batches(dataset, cfg, s.step, rank, world, device, batch)
-                reals, labels = _batch(next(batches), device, s.memory_format)
-                train_step(growing.reals(reals), labels)
-                growing.update(s.nimg)
-            else:
-                train_step(*_batch(next(batches), device, s.memory_format))
+                if growing.batch(s.nimg) != train_step.batch:  # a new level may bring its own batch
+                    batches = start_batches()
             if folder is not None:
                 folder.show_progress(nimg_log)
 
@@ -121,9 +119,7 @@ def train(cfg: Config, run_dir="runs/run", resume=None, overwrite: bool = False,
                         + (f" after {rollbacks - 1} rollbacks" if good is not None else ", before any checkpoint")
                         + "; lower train.g_lr / train.d_lr, raise train.r1_gamma, or check the data for NaN")
                 s.restore(good, rank, s.lr_scale * t.rollback_lr_factor)
-                batch = growing.batch(s.nimg) if growing else t.batch
-                train_step.set_batch(batch)
-                batches = _batches(dataset, cfg, s.step, rank, world, device, batch)
+                batches = start_batches()
                 saved_at, next_snapshot = s.nimg, (s.nimg // snap + 1) * snap
                 next_metrics = (s.nimg // every + 1) * every
                 train_step.reset()
@@ -217,9 +213,11 @@ def open_training_data(cfg: Config):
     if tuple(sample.shape) != (cfg.data.channels, *cfg.data.shape):
         raise ConfigError(f"data.shape / data.channels: the {cfg.data.source} data gives samples of "
                           f"{tuple(sample.shape)}, the config says {(cfg.data.channels, *cfg.data.shape)}")
-    if len(dataset) < max(t.growing_batch or (t.batch,)):
-        raise ConfigError(f"train.batch / growing_batch: {max(t.growing_batch or (t.batch,))} is larger than the dataset ({len(dataset)} samples at "
-                          f"{cfg.data.path or cfg.data.source}); use a smaller batch or more data")
+    largest = max(t.growing_batch or (t.batch,))
+    if len(dataset) < largest:
+        raise ConfigError(f"train.batch{' / growing_batch' if t.growing_batch else ''}: {largest} is larger than the "
+                          f"dataset ({len(dataset)} samples at {cfg.data.path or cfg.data.source}); use a smaller "
+                          f"batch or more data")
     check_fits(8 * len(dataset), f"the data: {len(dataset)} samples (data.options.length, or the dataset's size)",
                "each epoch's shuffled order holds 8 bytes per sample; use fewer samples", "cpu")
     return dataset, first[1].numel() if isinstance(first, (list, tuple)) else 0

@@ -107,7 +107,7 @@ class TrainingStep:
         """The global batch of the coming steps (``train.growing_batch`` changes it per level)."""
         self.batch, self.per_rank = batch, batch // self.world
         self.micro = self.t.batch_gpu or self.per_rank
-        self.s.ada.step_size = batch * self.ada_interval / (self.s.cfg.augment.speed_kimg * 1000)
+        self.s.ada.set_batch(batch)
 
     def _chunks(self, *tensors):
         """(weight, chunks...) per micro-batch: the weight is its share of the batch (None passes through)."""
@@ -200,8 +200,7 @@ class TrainingStep:
                 g_loss = losses.g_nonsaturating(fake_logits) if t.loss == "nonsaturating" else losses.wgan_g(fake_logits)
             s.scalers["G"].scale(g_loss * weight).backward()
             total = total + g_loss.detach() * weight
-        if with_pl:  # StyleGAN2's config D without laziness: path length in the same optimiser step
-            s.D.requires_grad_(False)
+        if with_pl:  # path length without laziness: in the same optimiser step
             self._pl_backward(c, s.scalers["G"])
         finish_step(s.G_opt, self.g_params, self.world, s.scalers["G"])
         self._accumulate("loss/G", total)
